@@ -1,0 +1,52 @@
+"""dataflow: fast, exact, leak-free data pipelines for ML training.
+
+A drop-in successor of tensorpack's DataFlow: ``from dataflow import *`` gives every public name,
+and each also lives in the module tensorpack had it in (``dataflow.base``, ``dataflow.common``, ...).
+"""
+
+from __future__ import annotations
+
+from ._engine.context import WorkerInfo, get_worker_info
+from ._engine.seeding import get_rng, get_seed, set_seed
+from .base import DataFlow, DataFlowReentrantGuard, DataFlowTerminated, ProxyDataFlow, RNGDataFlow
+from .errors import (
+    BatchError,
+    DataFlowArgumentError,
+    DataFlowClosedError,
+    DataFlowError,
+    DatapointError,
+    FormatError,
+    LengthUnknownError,
+    ReentrancyError,
+    WorkerDied,
+    WorkerError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    # base
+    "DataFlow",
+    "ProxyDataFlow",
+    "RNGDataFlow",
+    "DataFlowTerminated",
+    "DataFlowReentrantGuard",
+    # seeding and worker context
+    "set_seed",
+    "get_seed",
+    "get_rng",
+    "get_worker_info",
+    "WorkerInfo",
+    # errors
+    "DataFlowError",
+    "DataFlowArgumentError",
+    "DataFlowClosedError",
+    "ReentrancyError",
+    "LengthUnknownError",
+    "DatapointError",
+    "BatchError",
+    "WorkerError",
+    "WorkerDied",
+    "FormatError",
+]

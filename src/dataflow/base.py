@@ -1,0 +1,377 @@
+"""DataFlow, ProxyDataFlow, RNGDataFlow: the contract every flow keeps.
+
+A DataFlow is an iterable of datapoints (a list/tuple of components, or a dict). Subclasses write
+either the new names (``__iter__``/``__len__``) or tensorpack's old ones (``get_data``/``size``); both
+work in both directions. The base class enforces the lifecycle without any per-datapoint cost, by
+wrapping those methods once when a subclass is defined:
+
+- ``reset_state()`` runs once per instance per process. Iterating a flow that was not reset in this
+  process resets it first (tensorpack required the call; we make forgetting it harmless).
+- ``__len__`` of a flow that does not know its length raises :class:`LengthUnknownError`, a
+  ``NotImplementedError`` that ``list()``/``tuple()``/``sorted()`` tolerate.
+- ``close()`` releases what the flow and its upstream own; flows are context managers, and resources
+  registered with :meth:`DataFlow._register_cleanup` are also released on garbage collection and at
+  interpreter exit. Iterating a closed flow raises :class:`DataFlowClosedError`.
+- A flow whose class sets ``reentrant = False`` refuses a second *live* iterator with
+  :class:`ReentrancyError`. An iterator that was exhausted, closed or garbage collected is not live,
+  so abandoning an iterator never blocks the next one.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import os
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ._engine import seeding
+from .errors import (
+    DataFlowArgumentError,
+    DataFlowClosedError,
+    DataFlowTerminated,
+    LengthUnknownError,
+    ReentrancyError,
+)
+
+__all__ = ["DataFlow", "ProxyDataFlow", "RNGDataFlow", "DataFlowTerminated", "DataFlowReentrantGuard"]
+
+_serials = itertools.count()
+
+
+def _is_running(it: object) -> bool:
+    return bool(getattr(it, "gi_running", False))
+
+
+def _is_finished(it: object) -> bool:
+    # A generator whose frame is gone has been exhausted or closed.
+    return hasattr(it, "gi_frame") and it.gi_frame is None  # type: ignore[attr-defined]
+
+
+def _begin_pass(flow: DataFlow) -> bool:
+    """Checks and bookkeeping before a pass starts. Returns False for a nested call.
+
+    A call is nested when it comes from the flow's own current iterator (a subclass whose
+    ``__iter__`` calls ``super().__iter__()`` or ``self.get_data()``): it belongs to the same pass.
+    """
+    if flow.__dict__.get("_df_beginning"):
+        return False
+    live_ref = flow.__dict__.get("_df_live")
+    live = live_ref() if live_ref is not None else None
+    if live is not None and _is_running(live):
+        return False
+    if flow._df_closed:
+        raise DataFlowClosedError(f"{type(flow).__name__} was closed; it cannot be iterated again")
+    if flow.__dict__.get("_df_reset") != os.getpid():
+        flow.reset_state()
+    if live is not None and not flow.reentrant and not _is_finished(live):
+        raise ReentrancyError(
+            f"{type(flow).__name__} is not reentrant: it is already being iterated. Exhaust or "
+            "close the first iterator (or let it be garbage collected) before starting another."
+        )
+    flow._on_new_pass()
+    return True
+
+
+def _wrap_iter(fn: Callable[[Any], Iterator]) -> Callable[[Any], Iterator]:
+    @functools.wraps(fn)
+    def iterate(self):
+        if not _begin_pass(self):
+            return fn(self)
+        self._df_beginning = True
+        try:
+            it = fn(self)
+        finally:
+            self._df_beginning = False
+        try:
+            self._df_live = weakref.ref(it)
+        except TypeError:  # an iterator type without weakref support: nothing to track
+            self._df_live = None
+        return it
+
+    iterate._df_wrapped = True  # type: ignore[attr-defined]
+    return iterate
+
+
+def _wrap_len(fn: Callable[[Any], int]) -> Callable[[Any], int]:
+    @functools.wraps(fn)
+    def length(self):
+        try:
+            n = fn(self)
+        except LengthUnknownError:
+            raise
+        except NotImplementedError as e:
+            raise LengthUnknownError(
+                f"{type(self).__name__} does not know its length" + (f": {e}" if str(e) else "")
+            ) from e
+        return n
+
+    length._df_wrapped = True  # type: ignore[attr-defined]
+    return length
+
+
+def _wrap_reset(fn: Callable[[Any], None]) -> Callable[[Any], None]:
+    @functools.wraps(fn)
+    def reset_state(self):
+        pid = os.getpid()
+        state = self.__dict__.get("_df_reset")
+        if state == pid:
+            return None  # already reset in this process
+        if state == -pid:
+            return fn(self)  # a subclass's reset_state calling super().reset_state()
+        if self._df_closed:
+            raise DataFlowClosedError(f"{type(self).__name__} was closed; it cannot be reset")
+        if self.__dict__.get("_df_position") is None:
+            _assign_positions(self)
+        self._df_reset = -pid
+        try:
+            fn(self)
+        except BaseException:
+            self._df_reset = None
+            raise
+        self._df_reset = pid
+        return None
+
+    reset_state._df_wrapped = True  # type: ignore[attr-defined]
+    return reset_state
+
+
+_WRAPPERS = {
+    "__iter__": _wrap_iter,
+    "get_data": _wrap_iter,
+    "__len__": _wrap_len,
+    "size": _wrap_len,
+    "reset_state": _wrap_reset,
+}
+
+
+def upstream_flows(flow: object) -> list[tuple[str, DataFlow]]:
+    """The flows a flow holds in its attributes (directly or in a list/tuple/dict), with their names."""
+    found: list[tuple[str, DataFlow]] = []
+    for name, value in vars(flow).items():
+        if name.startswith("_df_"):
+            continue
+        if isinstance(value, DataFlow):
+            found.append((name, value))
+        elif isinstance(value, (list, tuple)):
+            found.extend((f"{name}[{i}]", v) for i, v in enumerate(value) if isinstance(v, DataFlow))
+        elif isinstance(value, dict):
+            found.extend((f"{name}[{k!r}]", v) for k, v in value.items() if isinstance(v, DataFlow))
+    return found
+
+
+def _assign_positions(root: DataFlow) -> None:
+    """Name every flow reachable from ``root`` by its path; the names key the seeding scheme."""
+    root._df_position = str(seeding.next_root_index())
+    stack = [root]
+    while stack:
+        flow = stack.pop()
+        for name, child in upstream_flows(flow):
+            if child.__dict__.get("_df_position") is None:
+                child._df_position = f"{flow._df_position}.{name}"
+                stack.append(child)
+
+
+class DataFlow:
+    """Base class of every flow. Subclass it and write ``__iter__`` (or ``get_data``).
+
+    Optional: ``__len__`` (or ``size``) returns the number of datapoints one pass yields;
+    ``reset_state`` prepares the flow in the process that runs it (open files, seed RNGs).
+    ``close`` releases resources; subclasses that own some extend it and call ``super().close()``.
+
+    Class attribute ``reentrant``: ``False`` for flows whose iteration shares state between passes
+    (a buffer, a worker pool): a second live iterator then raises :class:`ReentrancyError`.
+    """
+
+    reentrant: ClassVar[bool] = True
+
+    # Class-level defaults so that subclasses that never call ``super().__init__()`` (the seed's
+    # examples do not) still work.
+    _df_closed: bool = False
+    _df_position: str | None = None
+    _df_epoch: int = 0
+
+    def __new__(cls, *args: Any, **kwargs: Any):
+        obj = super().__new__(cls)
+        obj.__dict__["_df_serial"] = next(_serials)
+        return obj
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, wrap in _WRAPPERS.items():
+            fn = cls.__dict__.get(name)
+            if callable(fn) and not getattr(fn, "_df_wrapped", False):
+                setattr(cls, name, wrap(fn))
+
+    # -- iteration, old and new names --------------------------------------------------------
+    def __iter__(self) -> Iterator:
+        if type(self).get_data is DataFlow.get_data:
+            raise NotImplementedError(f"{type(self).__name__} defines neither __iter__ nor get_data")
+        return self.get_data()
+
+    def get_data(self) -> Iterator:
+        """tensorpack's name for ``__iter__``; every flow answers both."""
+        if type(self).__iter__ is DataFlow.__iter__:
+            raise NotImplementedError(f"{type(self).__name__} defines neither __iter__ nor get_data")
+        return self.__iter__()
+
+    def __len__(self) -> int:
+        if type(self).size is DataFlow.size:
+            raise LengthUnknownError(f"{type(self).__name__} does not know its length")
+        return self.size()
+
+    def size(self) -> int:
+        """tensorpack's name for ``__len__``; every flow answers both."""
+        if type(self).__len__ is DataFlow.__len__:
+            raise LengthUnknownError(f"{type(self).__name__} does not know its length")
+        return self.__len__()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def reset_state(self) -> None:
+        """Prepare the flow in the process that runs it. Called once per instance per process.
+
+        The base implementation does nothing. Iterating a flow calls it first if it has not run
+        in this process yet; calling it again in the same process is a no-op.
+        """
+
+    def _on_new_pass(self) -> None:
+        """Hook run at the start of every pass (after reset). Keep it cheap."""
+        self._df_epoch += 1
+
+    def _register_cleanup(self, fn: Callable[..., Any], *args: Any) -> weakref.finalize:
+        """Release a resource on ``close()``, on garbage collection and at interpreter exit.
+
+        ``fn`` and ``args`` must not refer to the flow itself (or it would never be collected).
+        """
+        fin = weakref.finalize(self, fn, *args)
+        self.__dict__.setdefault("_df_cleanups", []).append(fin)
+        return fin
+
+    def close(self) -> None:
+        """Release everything this flow and its upstream own. Idempotent.
+
+        After ``close()`` the flow cannot be iterated or reset again.
+        """
+        if self._df_closed:
+            return
+        self._df_closed = True
+        live_ref = self.__dict__.pop("_df_live", None)
+        live = live_ref() if live_ref is not None else None
+        if live is not None and hasattr(live, "close") and not _is_running(live):
+            live.close()
+        for fin in reversed(self.__dict__.pop("_df_cleanups", [])):
+            fin()
+        for _, upstream in upstream_flows(self):
+            upstream.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` has been called."""
+        return self._df_closed
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __reduce_ex__(self, protocol):  # pickling must not carry per-process lifecycle state
+        reduced = super().__reduce_ex__(protocol)
+        if isinstance(reduced, tuple) and len(reduced) >= 3 and isinstance(reduced[2], dict):
+            state = {
+                k: v
+                for k, v in reduced[2].items()
+                if k not in ("_df_live", "_df_reset", "_df_cleanups", "_df_beginning")
+            }
+            reduced = (*reduced[:2], state, *reduced[3:])
+        return reduced
+
+
+class ProxyDataFlow(DataFlow):
+    """A flow that wraps another one (``self.ds``) and forwards everything to it by default."""
+
+    def __init__(self, ds: DataFlow) -> None:
+        self.ds = check_dataflow(ds, type(self).__name__)
+
+    def reset_state(self) -> None:
+        self.ds.reset_state()
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __iter__(self) -> Iterator:
+        return iter(self.ds)
+
+
+class RNGDataFlow(DataFlow):
+    """A flow with a seeded random generator, ``self.rng``.
+
+    ``self.rng`` is a ``numpy.random.RandomState`` (tensorpack code calls ``rng.randint``,
+    ``rng.rand``, ``rng.shuffle``; a ``numpy.random.Generator`` lacks the first two). It is derived from
+    the pipeline seed (:func:`dataflow.set_seed`), the flow's place in the pipeline, the worker, and
+    the epoch: each pass after the first gets a fresh stream, so pass ``k`` is reproducible on its
+    own (the basis of resumable iteration). Without a seed, the streams come from fresh OS entropy.
+    Assigning your own ``self.rng`` turns the per-pass reseeding off for this flow.
+    """
+
+    def _new_rng(self, epoch: int) -> np.random.RandomState:
+        if self._df_position is None:
+            _assign_positions(self)
+        rng = seeding.make_rng(str(self._df_position), epoch)
+        self.__dict__["_df_auto_rng"] = rng
+        self.__dict__["_rng"] = rng
+        return rng
+
+    @property
+    def rng(self) -> np.random.RandomState:
+        rng = self.__dict__.get("_rng")
+        if rng is None:
+            rng = self._new_rng(max(self._df_epoch - 1, 0))
+        return rng
+
+    @rng.setter
+    def rng(self, value: np.random.RandomState) -> None:
+        self.__dict__["_rng"] = value
+
+    def reset_state(self) -> None:
+        self._df_epoch = 0
+        self._new_rng(0)
+
+    def _on_new_pass(self) -> None:
+        epoch = self._df_epoch
+        if epoch > 0 and self.__dict__.get("_rng") is self.__dict__.get("_df_auto_rng"):
+            self._new_rng(epoch)
+        self._df_epoch = epoch + 1
+
+
+def check_dataflow(ds: object, who: str, arg: str = "ds") -> DataFlow:
+    """Validate that ``ds`` can serve as an upstream flow; raise a clear error naming ``who``."""
+    if not isinstance(ds, DataFlow):
+        if hasattr(ds, "__iter__") and hasattr(ds, "reset_state"):
+            return ds  # type: ignore[return-value]  # a duck-typed flow
+        raise DataFlowArgumentError(
+            f"{who}: argument {arg!r} must be a DataFlow, got {type(ds).__name__}"
+            + (" (wrap plain iterables with DataFromList or DataFromIterable)" if hasattr(ds, "__iter__") else "")
+        )
+    return ds
+
+
+class DataFlowReentrantGuard:
+    """tensorpack's guard, kept for code that uses it: a context manager that raises
+    :class:`ReentrancyError` if entered while already held (by any thread). Prefer
+    ``reentrant = False`` on the class, which cannot deadlock on an abandoned iterator."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        if not self._lock.acquire(False):
+            raise ReentrancyError("This DataFlow is not reentrant!")
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._lock.release()
