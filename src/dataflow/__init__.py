@@ -21,6 +21,14 @@ from .errors import (
     WorkerDied,
     WorkerError,
 )
+from .raw import (
+    DataFromDict,
+    DataFromGenerator,
+    DataFromIterable,
+    DataFromList,
+    DataFromQueue,
+    FakeData,
+)
 
 __version__ = "0.1.0"
 
@@ -32,6 +40,13 @@ __all__ = [
     "RNGDataFlow",
     "DataFlowTerminated",
     "DataFlowReentrantGuard",
+    # raw
+    "DataFromList",
+    "DataFromDict",
+    "DataFromGenerator",
+    "DataFromIterable",
+    "DataFromQueue",
+    "FakeData",
     # seeding and worker context
     "set_seed",
     "get_seed",

@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import itertools
 import os
+import sys
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
@@ -37,7 +38,13 @@ from .errors import (
     ReentrancyError,
 )
 
-__all__ = ["DataFlow", "ProxyDataFlow", "RNGDataFlow", "DataFlowTerminated", "DataFlowReentrantGuard"]
+__all__ = [
+    "DataFlow",
+    "ProxyDataFlow",
+    "RNGDataFlow",
+    "DataFlowTerminated",
+    "DataFlowReentrantGuard",
+]
 
 _serials = itertools.count()
 
@@ -51,6 +58,17 @@ def _is_finished(it: object) -> bool:
     return hasattr(it, "gi_frame") and it.gi_frame is None  # type: ignore[attr-defined]
 
 
+def _runs_in_this_thread(it: object) -> bool:
+    """Whether the running generator ``it`` is on the calling thread's stack (a nested call)."""
+    target = getattr(it, "gi_frame", None)
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame is target:
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _begin_pass(flow: DataFlow) -> bool:
     """Checks and bookkeeping before a pass starts. Returns False for a nested call.
 
@@ -59,14 +77,20 @@ def _begin_pass(flow: DataFlow) -> bool:
     """
     if flow.__dict__.get("_df_beginning"):
         return False
+    if flow.__dict__.get("_df_reset") != os.getpid():
+        # An iterator recorded by another process (copied by fork) is not live here.
+        flow.__dict__.pop("_df_live", None)
+        if flow._df_closed:
+            raise DataFlowClosedError(
+                f"{type(flow).__name__} was closed; it cannot be iterated again"
+            )
+        flow.reset_state()
     live_ref = flow.__dict__.get("_df_live")
     live = live_ref() if live_ref is not None else None
-    if live is not None and _is_running(live):
+    if live is not None and _is_running(live) and _runs_in_this_thread(live):
         return False
     if flow._df_closed:
         raise DataFlowClosedError(f"{type(flow).__name__} was closed; it cannot be iterated again")
-    if flow.__dict__.get("_df_reset") != os.getpid():
-        flow.reset_state()
     if live is not None and not flow.reentrant and not _is_finished(live):
         raise ReentrancyError(
             f"{type(flow).__name__} is not reentrant: it is already being iterated. Exhaust or "
@@ -139,6 +163,12 @@ def _wrap_reset(fn: Callable[[Any], None]) -> Callable[[Any], None]:
     return reset_state
 
 
+def _run_in_owner(owner_pid: int, fn: Callable[..., Any], *args: Any) -> None:
+    # A forked child inherits the parent's finalizers; the resource is the parent's to release.
+    if os.getpid() == owner_pid:
+        fn(*args)
+
+
 _WRAPPERS = {
     "__iter__": _wrap_iter,
     "get_data": _wrap_iter,
@@ -157,9 +187,16 @@ def upstream_flows(flow: object) -> list[tuple[str, DataFlow]]:
         if isinstance(value, DataFlow):
             found.append((name, value))
         elif isinstance(value, (list, tuple)):
-            found.extend((f"{name}[{i}]", v) for i, v in enumerate(value) if isinstance(v, DataFlow))
+            # Only containers of flows are walked; a list of data is not (it can be millions long).
+            if value and isinstance(value[0], DataFlow):
+                found.extend(
+                    (f"{name}[{i}]", v) for i, v in enumerate(value) if isinstance(v, DataFlow)
+                )
         elif isinstance(value, dict):
-            found.extend((f"{name}[{k!r}]", v) for k, v in value.items() if isinstance(v, DataFlow))
+            if value and isinstance(next(iter(value.values())), DataFlow):
+                found.extend(
+                    (f"{name}[{k!r}]", v) for k, v in value.items() if isinstance(v, DataFlow)
+                )
     return found
 
 
@@ -209,13 +246,17 @@ class DataFlow:
     # -- iteration, old and new names --------------------------------------------------------
     def __iter__(self) -> Iterator:
         if type(self).get_data is DataFlow.get_data:
-            raise NotImplementedError(f"{type(self).__name__} defines neither __iter__ nor get_data")
+            raise NotImplementedError(
+                f"{type(self).__name__} defines neither __iter__ nor get_data"
+            )
         return self.get_data()
 
     def get_data(self) -> Iterator:
         """tensorpack's name for ``__iter__``; every flow answers both."""
         if type(self).__iter__ is DataFlow.__iter__:
-            raise NotImplementedError(f"{type(self).__name__} defines neither __iter__ nor get_data")
+            raise NotImplementedError(
+                f"{type(self).__name__} defines neither __iter__ nor get_data"
+            )
         return self.__iter__()
 
     def __len__(self) -> int:
@@ -245,8 +286,10 @@ class DataFlow:
         """Release a resource on ``close()``, on garbage collection and at interpreter exit.
 
         ``fn`` and ``args`` must not refer to the flow itself (or it would never be collected).
+        The cleanup runs only in the process that registered it: a forked child's copy of the flow
+        does not release the parent's resources.
         """
-        fin = weakref.finalize(self, fn, *args)
+        fin = weakref.finalize(self, _run_in_owner, os.getpid(), fn, *args)
         self.__dict__.setdefault("_df_cleanups", []).append(fin)
         return fin
 
@@ -288,6 +331,9 @@ class DataFlow:
             }
             reduced = (*reduced[:2], state, *reduced[3:])
         return reduced
+
+
+DataFlow.reset_state = _wrap_reset(DataFlow.reset_state)  # type: ignore[method-assign]
 
 
 class ProxyDataFlow(DataFlow):
@@ -354,7 +400,11 @@ def check_dataflow(ds: object, who: str, arg: str = "ds") -> DataFlow:
             return ds  # type: ignore[return-value]  # a duck-typed flow
         raise DataFlowArgumentError(
             f"{who}: argument {arg!r} must be a DataFlow, got {type(ds).__name__}"
-            + (" (wrap plain iterables with DataFromList or DataFromIterable)" if hasattr(ds, "__iter__") else "")
+            + (
+                " (wrap plain iterables with DataFromList or DataFromIterable)"
+                if hasattr(ds, "__iter__")
+                else ""
+            )
         )
     return ds
 
