@@ -1,7 +1,7 @@
 """dataflow: fast, exact, leak-free data pipelines for ML training.
 
 A drop-in successor of tensorpack's DataFlow: ``from dataflow import *`` gives every public name,
-and each also lives in the module tensorpack had it in (``dataflow.base``, ``dataflow.common``, ...).
+and each also lives in the module tensorpack had it in (``dataflow.base``, ``dataflow.common``).
 """
 
 from __future__ import annotations

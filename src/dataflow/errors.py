@@ -81,7 +81,12 @@ class WorkerError(DataFlowError):
     def __reduce__(self):  # keep the attributes when the error itself crosses a process boundary
         return (
             type(self),
-            (self.args[0] if self.args else "", self.worker, self.exc_type_name, self.traceback_text),
+            (
+                self.args[0] if self.args else "",
+                self.worker,
+                self.exc_type_name,
+                self.traceback_text,
+            ),
         )
 
 

@@ -32,7 +32,9 @@ def _check_seed(seed: object, where: str = "set_seed") -> int | None:
     if seed is None:
         return None
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
-        raise DataFlowArgumentError(f"{where}: seed must be a non-negative int or None, got {seed!r}")
+        raise DataFlowArgumentError(
+            f"{where}: seed must be a non-negative int or None, got {seed!r}"
+        )
     if seed < 0:
         raise DataFlowArgumentError(f"{where}: seed must be non-negative, got {seed}")
     return int(seed)
