@@ -9,6 +9,24 @@ from __future__ import annotations
 from ._engine.context import WorkerInfo, get_worker_info
 from ._engine.seeding import get_rng, get_seed, set_seed
 from .base import DataFlow, DataFlowReentrantGuard, DataFlowTerminated, ProxyDataFlow, RNGDataFlow
+from .common import (
+    BatchData,
+    BatchDataByShape,
+    CacheData,
+    ConcatData,
+    FixedSizeData,
+    JoinData,
+    LocallyShuffleData,
+    MapData,
+    MapDataComponent,
+    PrintData,
+    RandomChooseData,
+    RandomMixData,
+    RepeatedData,
+    RepeatedDataPoint,
+    SelectComponent,
+    TestDataSpeed,
+)
 from .errors import (
     BatchError,
     DataFlowArgumentError,
@@ -40,6 +58,23 @@ __all__ = [
     "RNGDataFlow",
     "DataFlowTerminated",
     "DataFlowReentrantGuard",
+    # common
+    "TestDataSpeed",
+    "PrintData",
+    "BatchData",
+    "BatchDataByShape",
+    "FixedSizeData",
+    "MapData",
+    "MapDataComponent",
+    "RepeatedData",
+    "RepeatedDataPoint",
+    "RandomChooseData",
+    "RandomMixData",
+    "JoinData",
+    "ConcatData",
+    "SelectComponent",
+    "LocallyShuffleData",
+    "CacheData",
     # raw
     "DataFromList",
     "DataFromDict",

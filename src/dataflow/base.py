@@ -25,6 +25,7 @@ import os
 import sys
 import weakref
 from collections.abc import Callable, Iterator
+from types import FrameType
 from typing import Any, ClassVar
 
 import numpy as np
@@ -61,7 +62,7 @@ def _is_finished(it: object) -> bool:
 def _runs_in_this_thread(it: object) -> bool:
     """Whether the running generator ``it`` is on the calling thread's stack (a nested call)."""
     target = getattr(it, "gi_frame", None)
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         if frame is target:
             return True
@@ -169,7 +170,7 @@ def _run_in_owner(owner_pid: int, fn: Callable[..., Any], *args: Any) -> None:
         fn(*args)
 
 
-_WRAPPERS = {
+_WRAPPERS: dict[str, Callable[[Callable[..., Any]], Callable[..., Any]]] = {
     "__iter__": _wrap_iter,
     "get_data": _wrap_iter,
     "__len__": _wrap_len,
@@ -333,7 +334,7 @@ class DataFlow:
         return reduced
 
 
-DataFlow.reset_state = _wrap_reset(DataFlow.reset_state)  # type: ignore[method-assign]
+DataFlow.reset_state = _wrap_reset(DataFlow.reset_state)  # type: ignore[method-assign,assignment]
 
 
 class ProxyDataFlow(DataFlow):

@@ -1,0 +1,199 @@
+"""Stacking datapoints into batches: the private engine behind BatchData and friends.
+
+Kept apart from ``common.py`` so that the parallel maps (which batch in their workers) share the
+exact same rules. The strategy for each component is decided once per batch, from the value the
+first datapoint holds there:
+
+=================================================  =================================================
+first value                                        batched component
+=================================================  =================================================
+``numpy.ndarray``                                  stacked: shape ``(n, *shape)``, dtype kept
+                                                   (numpy promotion if the batch mixes dtypes)
+Python ``int``                                     ``int64`` array (``float64`` with floats)
+Python ``bool``                                    ``bool`` array
+Python ``float``                                   ``float64`` array
+Python ``complex``                                 ``complex128`` array
+numpy scalar (``np.float32(1)``, ``np.uint8``...)  array of that dtype
+anything else (``str``, ``bytes``, ``None``,       a Python ``list`` of the values, untouched
+lists, dicts, other objects)
+=================================================  =================================================
+
+Numbers are converted by numpy's own type discovery, never by a forced dtype, so a value that does
+not fit (a float among ints, a string among numbers) is promoted or reported, never truncated or
+parsed silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import BatchError, DatapointError
+
+__all__ = ["aggregate_batch", "stack_component"]
+
+# Types whose batch becomes a numeric array. ``np.bool_`` is not a ``np.number``.
+_NUMBER_TYPES = (bool, int, float, complex, np.number, np.bool_)
+_NUMERIC_KINDS = frozenset("biufc")
+
+
+def _label(key: Hashable) -> str:
+    return f"component {key!r}" if not isinstance(key, int) else f"component {key}"
+
+
+def _describe(values: Sequence[Any], describe_one) -> str:
+    """Group batch positions by ``describe_one(value)``: '(3,) x2 (first at batch position 0)'."""
+    seen: dict[str, list[int]] = {}
+    for pos, value in enumerate(values):
+        entry = seen.setdefault(describe_one(value), [0, pos])
+        entry[0] += 1
+    return ", ".join(
+        f"{what} x{count} (first at batch position {first})"
+        for what, (count, first) in seen.items()
+    )
+
+
+def _shape_of(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return f"{value.shape} {value.dtype}"
+    return type(value).__name__
+
+
+def _ragged_error(
+    values: Sequence[Any], key: Hashable, who: str, cause: BaseException
+) -> BatchError:
+    return BatchError(
+        f"{who}: cannot stack {_label(key)} of a batch of {len(values)} datapoints into one array: "
+        f"shapes seen: {_describe(values, _shape_of)}. Make the shapes equal (pad, crop, resize), "
+        "group by shape with BatchDataByShape, or pass use_list=True to keep a list. "
+        f"(numpy said: {cause})"
+    )
+
+
+def _mixed_error(values: Sequence[Any], key: Hashable, who: str, detail: str) -> BatchError:
+    return BatchError(
+        f"{who}: cannot stack {_label(key)} of a batch of {len(values)} datapoints into a numeric "
+        f"array ({detail}): types seen: {_describe(values, lambda v: type(v).__name__)}. "
+        "Pass use_list=True to keep a list."
+    )
+
+
+def stack_component(values: Sequence[Any], key: Hashable = 0, who: str = "BatchData") -> Any:
+    """Batch the values one component takes across a batch (see the module docstring).
+
+    ``key`` (the component's index or dict key) and ``who`` only name the component in errors.
+    Raises :class:`BatchError` on ragged arrays or on numbers mixed with other things.
+    """
+    first = values[0]
+    if isinstance(first, np.ndarray):
+        try:
+            # np.array stacks a list of arrays in C (np.stack loops in Python per array); object
+            # arrays go through np.stack so numpy does not descend into their elements.
+            if first.dtype.hasobject:
+                return np.stack(values)
+            arr = np.array(values)
+        except (ValueError, TypeError) as e:
+            raise _ragged_error(values, key, who, e) from None
+        if arr.shape[1:] != first.shape:  # e.g. a nested list among the arrays
+            raise _ragged_error(values, key, who, ValueError(f"got shape {arr.shape}"))
+        return arr
+    if isinstance(first, _NUMBER_TYPES):
+        try:
+            arr = np.array(values)
+        except (ValueError, TypeError) as e:  # e.g. an array among scalars
+            raise _ragged_error(values, key, who, e) from None
+        kind = arr.dtype.kind
+        if kind not in _NUMERIC_KINDS:
+            detail = (
+                "numpy could only make an object array (an int too large for int64, or None?)"
+                if kind == "O"
+                else f"numpy made it {arr.dtype}"
+            )
+            raise _mixed_error(values, key, who, detail)
+        if kind == "i" and arr.dtype.itemsize < 8 and type(first) is int:
+            arr = arr.astype(np.int64)  # numpy < 2 on Windows makes Python ints int32
+        return arr
+    if isinstance(first, np.generic):  # np.str_, np.bytes_, np.datetime64, ...: keep numpy's dtype
+        return np.array(values)
+    return list(values)
+
+
+def _component_count_error(holder: Sequence[Any], who: str) -> DatapointError:
+    n = len(holder[0])
+    for pos, dp in enumerate(holder):
+        if not isinstance(dp, (list, tuple)):
+            return DatapointError(
+                f"{who}: the datapoint at batch position {pos} is a {type(dp).__name__}, but the "
+                "first datapoint of the batch is a list/tuple; all must have one structure"
+            )
+        if len(dp) != n:
+            return DatapointError(
+                f"{who}: the datapoint at batch position {pos} has {len(dp)} components, but the "
+                f"first datapoint of the batch has {n}; every datapoint must have the same count"
+            )
+    return DatapointError(f"{who}: datapoints of the batch have different numbers of components")
+
+
+def aggregate_batch(holder: Sequence[Any], use_list: bool = False, who: str = "BatchData") -> Any:
+    """Turn a sequence of datapoints into one batched datapoint.
+
+    Lists and tuples give a list whose component ``k`` batches every datapoint's component ``k``;
+    dicts give a dict batched per key (the keys of the first datapoint; every datapoint must have
+    exactly those keys). With ``use_list`` every component is a plain list of the values.
+    Raises :class:`DatapointError` for datapoints that are not lists/tuples/dicts or do not share a
+    structure, :class:`BatchError` for values that cannot be stacked.
+    """
+    first = holder[0]
+    if isinstance(first, (list, tuple)):
+        try:
+            columns = list(zip(*holder, strict=True))
+        except (ValueError, TypeError):
+            raise _component_count_error(holder, who) from None
+        if not columns:  # datapoints with no components
+            return []
+        if use_list:
+            return [list(column) for column in columns]
+        return [stack_component(column, k, who) for k, column in enumerate(columns)]
+    if isinstance(first, dict):
+        n_keys = len(first)
+        result = {}
+        for key in first:
+            try:
+                values = [dp[key] for dp in holder]
+            except (KeyError, TypeError, IndexError):
+                raise _missing_key_error(holder, key, who) from None
+            result[key] = values if use_list else stack_component(values, key, who)
+        for pos, dp in enumerate(holder):
+            if len(dp) != n_keys:
+                extra = sorted(map(repr, set(dp) - set(first)))
+                raise DatapointError(
+                    f"{who}: the datapoint at batch position {pos} has keys the first datapoint of "
+                    f"the batch lacks: {', '.join(extra)}; every datapoint must have the same keys"
+                )
+        return result
+    raise DatapointError(
+        f"{who}: a datapoint must be a list, tuple or dict to be batched, got "
+        f"{type(first).__name__}: {_short_repr(first)}"
+    )
+
+
+def _missing_key_error(holder: Sequence[Any], key: Hashable, who: str) -> DatapointError:
+    for pos, dp in enumerate(holder):
+        if not isinstance(dp, dict):
+            return DatapointError(
+                f"{who}: the datapoint at batch position {pos} is a {type(dp).__name__}, but the "
+                "first datapoint of the batch is a dict; all must have one structure"
+            )
+        if key not in dp:
+            return DatapointError(
+                f"{who}: the datapoint at batch position {pos} has no key {key!r} (it has "
+                f"{', '.join(map(repr, dp))}); every datapoint must have the same keys"
+            )
+    return DatapointError(f"{who}: cannot read key {key!r} from every datapoint of the batch")
+
+
+def _short_repr(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
