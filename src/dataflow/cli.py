@@ -78,16 +78,16 @@ def _time_pipeline(df, datapoints_per_item: int) -> tuple[int, float]:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from .common import TestDataSpeed
+    from .common import RepeatedData, TestDataSpeed
 
     stages = _demo_stages(args.size, args.image_size, args.batch_size)
     print(
         f"dataflow demo: {args.size} generated {args.image_size}x{args.image_size}x3 images, "
         f"{len(stages)} stages, {args.epochs} epoch(s)"
     )
-    full = stages[-1][1]()
+    full = RepeatedData(stages[-1][1](), args.epochs)
     with full:
-        TestDataSpeed(full, size=len(full) * args.epochs).start()
+        TestDataSpeed(full, size=len(full)).start()
 
     rates: list[StageRate] = []
     for name, build in stages:
