@@ -1,0 +1,98 @@
+"""The benchmark suite's smoke mode: our pipelines run briefly, exactly, and leave nothing behind.
+
+Runs ``benchmarks/run.py --smoke`` as a user would, with this interpreter (smoke mode needs no
+peers' venv). It fails on a crash, a leftover process or /dev/shm segment, or a wrong datapoint
+count or checksum; never on speed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+RUN = REPO / "benchmarks" / "run.py"
+
+
+@pytest.mark.timeout(90)
+def test_smoke_w1_ours_is_exact_and_leaves_nothing(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(RUN),
+            "--smoke",
+            "--workloads",
+            "W1",
+            "--libs",
+            "ours",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=80,
+        cwd=REPO,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    check = [line for line in proc.stdout.splitlines() if line.startswith("CHECK W1 ours/default:")]
+    assert len(check) == 1, output
+    assert "status=ok" in check[0] and "checksum=ok" in check[0] and "leftovers=none" in check[0]
+    assert "count=[262144] expected=262144" in check[0]
+
+    (result,) = tmp_path.glob("*-smoke.json")
+    data = json.loads(result.read_text())
+    (case,) = data["cases"]
+    assert case["lib"] == "ours" and case["status"] == "ok"
+    assert case["complete_passes"] >= 1 and case["checksums_ok"]
+    assert case["leftover_procs"] == [] and case["leftover_shm"] == []
+    assert case["throughput_dp_s"] > 0 and case["peak_pss_bytes"] > 0
+    assert (tmp_path / result.name.replace(".json", ".md")).exists()
+
+
+@pytest.mark.timeout(90)
+def test_smoke_fails_on_each_fault_and_cleans_up(tmp_path: Path) -> None:
+    # SELFTEST pipelines misbehave on purpose; smoke mode must name every fault and exit 1.
+    proc = subprocess.run(
+        [sys.executable, str(RUN), "--smoke", "--workloads", "SELFTEST", "--window", "0.3"]
+        + ["--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=80,
+        cwd=REPO,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output
+    checks = {
+        line.split(":")[0].split("/")[1]: line
+        for line in proc.stdout.splitlines()
+        if line.startswith("CHECK SELFTEST ours/")
+    }
+    assert set(checks) == {
+        "good",
+        "leak_process",
+        "leak_shm",
+        "leak_shm_mapped",
+        "wrong_checksum",
+        "crash",
+    }, output
+    assert "status=ok" in checks["good"] and "leftovers=none" in checks["good"]
+    assert "checksum=ok" in checks["good"]
+    assert "leftovers=1" in checks["leak_process"]
+    assert "leftovers=1" in checks["leak_shm"]
+    assert "leftovers=1" in checks["leak_shm_mapped"]
+    assert "checksum=WRONG" in checks["wrong_checksum"]
+    assert "status=crash" in checks["crash"]
+
+    (result,) = tmp_path.glob("*-smoke.json")
+    cases = {c["config"]: c for c in json.loads(result.read_text())["cases"]}
+    assert "time.sleep(120)" in cases["leak_process"]["leftover_procs"][0]
+    # The harness removed what the faulty cases left behind.
+    assert not cases["leak_process"].get("unkillable_procs")
+    for config in ("leak_shm", "leak_shm_mapped"):
+        (path,) = cases[config]["leftover_shm"]
+        assert not Path(path).exists()
