@@ -25,6 +25,7 @@ __all__ = [
     "WorkerError",
     "WorkerDied",
     "FormatError",
+    "DownloadError",
     "DataFlowTerminated",
 ]
 
@@ -109,6 +110,22 @@ class WorkerDied(DataFlowError):
 
 class FormatError(DataFlowError, ValueError):
     """A file or message is not in the format a reader expects (the message names the file)."""
+
+
+class DownloadError(DataFlowError, OSError):
+    """A dataset file could not be downloaded, or what was downloaded is not the published file.
+
+    It is also an ``OSError``, as ``urllib``'s network errors are.
+
+    Attributes:
+        path: the file it concerns (its final path, not the ``.part`` file).
+        url: the address it was fetched from, where one was involved.
+    """
+
+    def __init__(self, message: str, path: str | None = None, url: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.url = url
 
 
 class DataFlowTerminated(BaseException):
