@@ -39,6 +39,13 @@ from .errors import (
     WorkerDied,
     WorkerError,
 )
+from .image import (
+    AugmentImageComponent,
+    AugmentImageComponents,
+    AugmentImageCoordinates,
+    ImageFromFile,
+    imdecode,
+)
 from .raw import (
     DataFromDict,
     DataFromGenerator,
@@ -75,6 +82,12 @@ __all__ = [
     "SelectComponent",
     "LocallyShuffleData",
     "CacheData",
+    # image
+    "ImageFromFile",
+    "AugmentImageComponent",
+    "AugmentImageComponents",
+    "AugmentImageCoordinates",
+    "imdecode",
     # raw
     "DataFromList",
     "DataFromDict",
@@ -100,3 +113,16 @@ __all__ = [
     "WorkerDied",
     "FormatError",
 ]
+
+_SUBPACKAGES = ("dataset", "imgaug")
+
+
+def __getattr__(name: str):
+    # ``dataflow.dataset`` and ``dataflow.imgaug`` load on first use (as tensorpack's did), so that
+    # ``import dataflow`` stays light. They are not in ``__all__``: a star import must not fail
+    # when the [image] extra (OpenCV) is missing; write ``from dataflow import imgaug``.
+    if name in _SUBPACKAGES:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'dataflow' has no attribute {name!r}")

@@ -30,8 +30,12 @@ class WorkerInfo:
     kind: str = "process"
 
 
+class _ThreadInfo(threading.local):
+    info: WorkerInfo | None = None  # a class default: reading it never raises
+
+
 _process_info: WorkerInfo | None = None
-_thread_info = threading.local()
+_thread_info = _ThreadInfo()
 
 
 def get_worker_info() -> WorkerInfo | None:
@@ -40,7 +44,7 @@ def get_worker_info() -> WorkerInfo | None:
     Like ``torch.utils.data.get_worker_info``: a source can call it in ``reset_state`` or
     ``__iter__`` to read only its share of the data (``items[info.id::info.num_workers]``).
     """
-    info = getattr(_thread_info, "info", None)
+    info = _thread_info.info
     return info if info is not None else _process_info
 
 
