@@ -25,20 +25,25 @@ def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
 
 @pytest.mark.timeout(90)
 def test_demo_runs_and_reports_every_stage():
-    result = run_cli("demo", "--size", "300", "--image-size", "16", "--batch-size", "32")
+    result = run_cli(
+        "demo", "--size", "200", "--image-size", "64", "--crop", "32", "--batch-size", "32"
+    )
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "per-stage throughput" in out
+    assert "JPEG images" in out  # the [image] extra is installed in the test environment
     for stage in (
         "source: DataFromList",
-        "map: normalize",
-        "map: random flip",
+        "map: imdecode",
+        "augment: random crop 32",
         "batch: BatchData(32)",
     ):
         assert stage in out
     # every stage line carries a positive rate
     rate_lines = [
-        line for line in out.splitlines() if line.strip().startswith(("source:", "map:", "batch:"))
+        line
+        for line in out.splitlines()
+        if line.strip().startswith(("source:", "map:", "augment:", "batch:"))
     ]
     assert len(rate_lines) == 4
     for line in rate_lines:

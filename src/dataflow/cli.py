@@ -30,14 +30,70 @@ class StageRate:
         return self.datapoints / self.seconds if self.seconds > 0 else float("inf")
 
 
-def _demo_stages(num: int, image_size: int, batch_size: int) -> list[tuple[str, Callable]]:
-    """The demo pipeline as a list of (stage name, builder of the pipeline up to that stage)."""
+def _synthetic_images(num: int, size: int) -> list[np.ndarray]:
+    """Smooth random pictures (upscaled noise plus grain): they compress like photos do."""
+    import cv2
+
+    rng = np.random.RandomState(0)
+    images = []
+    for _ in range(num):
+        coarse = rng.randint(0, 256, (8, 8, 3), dtype=np.uint8)
+        img = cv2.resize(coarse, (size, size * 3 // 4), interpolation=cv2.INTER_CUBIC)
+        grain = rng.randint(-12, 13, img.shape)
+        images.append(np.clip(img.astype(np.int16) + grain, 0, 255).astype(np.uint8))
+    return images
+
+
+def _image_stages(args: argparse.Namespace) -> list[tuple[str, Callable]]:
+    """JPEG bytes -> decode -> random-resized crop + flip -> batch: a realistic image pipeline."""
+    import cv2
+
+    from . import imgaug
+    from .common import BatchData, MapDataComponent
+    from .image import AugmentImageComponent, imdecode
+    from .raw import DataFromList
+
+    jpegs = [
+        cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+        for img in _synthetic_images(args.size, args.image_size)
+    ]
+    records = [[jpeg, i % 10] for i, jpeg in enumerate(jpegs)]
+    crop = args.crop
+
+    def source():
+        return DataFromList(records, shuffle=True)
+
+    def decoded():
+        return MapDataComponent(source(), imdecode, index=0)
+
+    def augmented():
+        augmentors = [
+            imgaug.GoogleNetRandomCropAndResize(target_shape=crop),
+            imgaug.Flip(horiz=True),
+        ]
+        return AugmentImageComponent(decoded(), augmentors, index=0, copy=False)
+
+    def batched():
+        return BatchData(augmented(), args.batch_size, remainder=True)
+
+    return [
+        ("source: DataFromList (JPEG bytes)", source),
+        ("map: imdecode", decoded),
+        (f"augment: random crop {crop} + flip", augmented),
+        (f"batch: BatchData({args.batch_size})", batched),
+    ]
+
+
+def _array_stages(args: argparse.Namespace) -> list[tuple[str, Callable]]:
+    """The pipeline without OpenCV: raw uint8 arrays -> normalize -> flip -> batch."""
     from .common import BatchData, MapData, MapDataComponent
     from .raw import DataFromList
 
     rng = np.random.RandomState(0)
-    images = [rng.randint(0, 256, (image_size, image_size, 3), dtype=np.uint8) for _ in range(num)]
-    records = [[img, i % 10] for i, img in enumerate(images)]
+    side = args.image_size
+    records = [
+        [rng.randint(0, 256, (side, side, 3), dtype=np.uint8), i % 10] for i in range(args.size)
+    ]
 
     def source():
         return DataFromList(records, shuffle=True)
@@ -49,21 +105,29 @@ def _demo_stages(num: int, image_size: int, batch_size: int) -> list[tuple[str, 
         img, label = dp
         return [img[:, ::-1] if label % 2 else img, label]
 
-    def with_normalize():
+    def normalized():
         return MapDataComponent(source(), normalize, index=0)
 
-    def with_flip():
-        return MapData(with_normalize(), flip)
+    def flipped():
+        return MapData(normalized(), flip)
 
-    def with_batch():
-        return BatchData(with_flip(), batch_size, remainder=True)
+    def batched():
+        return BatchData(flipped(), args.batch_size, remainder=True)
 
     return [
-        ("source: DataFromList (shuffle)", source),
-        ("map: normalize to float32", with_normalize),
-        ("map: random flip", with_flip),
-        (f"batch: BatchData({batch_size})", with_batch),
+        ("source: DataFromList (arrays)", source),
+        ("map: normalize to float32", normalized),
+        ("map: flip", flipped),
+        (f"batch: BatchData({args.batch_size})", batched),
     ]
+
+
+def _demo_stages(args: argparse.Namespace) -> tuple[str, list[tuple[str, Callable]]]:
+    try:
+        import cv2  # noqa: F401
+    except ImportError:
+        return "arrays (install pydataflow[image] for the JPEG pipeline)", _array_stages(args)
+    return "JPEG images", _image_stages(args)
 
 
 def _time_pipeline(df, datapoints_per_item: int) -> tuple[int, float]:
@@ -80,9 +144,9 @@ def _time_pipeline(df, datapoints_per_item: int) -> tuple[int, float]:
 def run_demo(args: argparse.Namespace) -> int:
     from .common import RepeatedData, TestDataSpeed
 
-    stages = _demo_stages(args.size, args.image_size, args.batch_size)
+    kind, stages = _demo_stages(args)
     print(
-        f"dataflow demo: {args.size} generated {args.image_size}x{args.image_size}x3 images, "
+        f"dataflow demo: {args.size} generated {kind}, {args.image_size} px wide, "
         f"{len(stages)} stages, {args.epochs} epoch(s)"
     )
     full = RepeatedData(stages[-1][1](), args.epochs)
@@ -130,8 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Build a pipeline on images it generates (no network), run it with a "
         "progress bar, and print the throughput of every stage.",
     )
-    demo.add_argument("--size", type=_positive_int, default=2000, help="number of images")
-    demo.add_argument("--image-size", type=_positive_int, default=64, help="image side in pixels")
+    demo.add_argument("--size", type=_positive_int, default=1000, help="number of images")
+    demo.add_argument("--image-size", type=_positive_int, default=320, help="image width in pixels")
+    demo.add_argument("--crop", type=_positive_int, default=112, help="side of the random crop")
     demo.add_argument("--batch-size", type=_positive_int, default=64, help="batch size")
     demo.add_argument("--epochs", type=_positive_int, default=2, help="passes for the progress bar")
     demo.set_defaults(func=run_demo)
