@@ -15,6 +15,15 @@ import dataflow
 TENSORPACK_MODULES = {
     "base": ["DataFlow", "ProxyDataFlow", "RNGDataFlow", "DataFlowTerminated"],
     "raw": ["FakeData", "DataFromQueue", "DataFromList", "DataFromGenerator", "DataFromIterable"],
+    "format": ["HDF5Data", "LMDBData", "LMDBDataDecoder", "CaffeLMDB", "SVMLightData"],
+    "serialize": ["LMDBSerializer", "NumpySerializer", "TFRecordSerializer", "HDF5Serializer"],
+    "remote": ["send_dataflow_zmq", "RemoteDataZMQ"],
+    "image": [
+        "ImageFromFile",
+        "AugmentImageComponent",
+        "AugmentImageCoordinates",
+        "AugmentImageComponents",
+    ],
     "common": [
         "TestDataSpeed",
         "PrintData",

@@ -39,6 +39,7 @@ from .errors import (
     WorkerDied,
     WorkerError,
 )
+from .format import CaffeLMDB, HDF5Data, LMDBData, LMDBDataDecoder, SVMLightData
 from .image import (
     AugmentImageComponent,
     AugmentImageComponents,
@@ -54,6 +55,8 @@ from .raw import (
     DataFromQueue,
     FakeData,
 )
+from .remote import RemoteDataZMQ, send_dataflow_zmq
+from .serialize import HDF5Serializer, LMDBSerializer, NumpySerializer, TFRecordSerializer
 
 __version__ = "0.1.0"
 
@@ -82,6 +85,18 @@ __all__ = [
     "SelectComponent",
     "LocallyShuffleData",
     "CacheData",
+    # format, serialize, remote
+    "LMDBData",
+    "LMDBDataDecoder",
+    "CaffeLMDB",
+    "HDF5Data",
+    "SVMLightData",
+    "LMDBSerializer",
+    "NumpySerializer",
+    "HDF5Serializer",
+    "TFRecordSerializer",
+    "send_dataflow_zmq",
+    "RemoteDataZMQ",
     # image
     "ImageFromFile",
     "AugmentImageComponent",
