@@ -771,3 +771,13 @@ def test_cache_data_empty_upstream_concurrent_iterators_and_close():
     assert [next(a)[0], next(b)[0], next(a)[0]] == [0, 0, 1]
     cached.close()
     assert cached.buffer == []
+
+
+def test_test_data_speed_counts_what_it_timed():
+    from dataflow.raw import DataFromList
+
+    speed = TestDataSpeed(DataFromList([[i] for i in range(100)], shuffle=False), size=60)
+    assert speed.start() > 0 and speed.timed == 60
+    short = TestDataSpeed(DataFromList([[i] for i in range(10)], shuffle=False), size=60)
+    short.start()
+    assert short.timed == 10
