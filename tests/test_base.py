@@ -784,3 +784,21 @@ def test_reset_in_a_forked_child_takes_the_child_pid():
 
 def _send_pid(conn):
     conn.send(os.getpid())
+
+
+def test_reset_state_inherited_from_a_plain_mixin_runs_once_per_process():
+    calls = []
+
+    class Mixin:  # not a DataFlow: its methods are wrapped where a DataFlow subclass inherits them
+        def reset_state(self):
+            calls.append("reset")
+
+    class Flow(Mixin, DataFlow):
+        def __iter__(self):
+            yield from ([i] for i in range(3))
+
+    ds = Flow()
+    ds.reset_state()
+    ds.reset_state()
+    assert list(ds) == [[0], [1], [2]] and list(ds) == [[0], [1], [2]]
+    assert calls == ["reset"]

@@ -240,8 +240,14 @@ class DataFlow:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         for name, wrap in _WRAPPERS.items():
-            fn = cls.__dict__.get(name)
-            if callable(fn) and not getattr(fn, "_df_wrapped", False):
+            # Resolved through the MRO, so that a method a class inherits from a mixin that is
+            # not a DataFlow is wrapped too; DataFlow's own delegating methods stay as they are.
+            fn = getattr(cls, name, None)
+            if (
+                callable(fn)
+                and not getattr(fn, "_df_wrapped", False)
+                and fn is not DataFlow.__dict__.get(name)
+            ):
                 setattr(cls, name, wrap(fn))
 
     # -- iteration, old and new names --------------------------------------------------------

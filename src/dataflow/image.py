@@ -271,12 +271,17 @@ class _AugmentingFlow:
     _df_position: str | None
     _df_epoch: int
 
-    def _reset_augmentors(self) -> None:
+    ds: Any
+
+    def reset_state(self) -> None:
+        self.ds.reset_state()
+        self._df_epoch = 0
         self.augs._set_seed_key(f"{self._df_position}.augs", 0)
         self.augs.reset_state()
 
-    def _next_epoch(self) -> None:
-        # Called after DataFlow._on_new_pass has counted the pass: pass k draws stream k.
+    def _on_new_pass(self) -> None:
+        super()._on_new_pass()  # type: ignore[misc]  # DataFlow's, next in the MRO
+        # DataFlow._on_new_pass has counted the pass: pass k draws stream k.
         if self._df_epoch > 1:
             self.augs._set_seed_key(f"{self._df_position}.augs", self._df_epoch - 1)
 
@@ -326,15 +331,6 @@ class AugmentImageComponent(_AugmentingFlow, MapDataComponent):
         self._who = f"AugmentImageComponent (component {index!r})"
         super().__init__(ds, self._aug_mapper, index)
 
-    def reset_state(self) -> None:
-        self.ds.reset_state()
-        self._df_epoch = 0
-        self._reset_augmentors()
-
-    def _on_new_pass(self) -> None:
-        super()._on_new_pass()
-        self._next_epoch()
-
     def _aug_mapper(self, img: Any) -> Any:
         from .imgaug.base import check_image
 
@@ -382,15 +378,6 @@ class AugmentImageCoordinates(_AugmentingFlow, MapData):
         self._copy = bool(copy)
         self._exception_handler = _ExceptionHandler(catch_exceptions, "AugmentImageCoordinates")
         super().__init__(ds, self._aug_mapper)
-
-    def reset_state(self) -> None:
-        self.ds.reset_state()
-        self._df_epoch = 0
-        self._reset_augmentors()
-
-    def _on_new_pass(self) -> None:
-        super()._on_new_pass()
-        self._next_epoch()
 
     def _aug_mapper(self, dp: Any) -> Any:
         from .imgaug.base import check_image
@@ -459,15 +446,6 @@ class AugmentImageComponents(_AugmentingFlow, MapData):
         self._copy = bool(copy)
         self._exception_handler = _ExceptionHandler(catch_exceptions, who)
         super().__init__(ds, self._aug_mapper)
-
-    def reset_state(self) -> None:
-        self.ds.reset_state()
-        self._df_epoch = 0
-        self._reset_augmentors()
-
-    def _on_new_pass(self) -> None:
-        super()._on_new_pass()
-        self._next_epoch()
 
     def _aug_mapper(self, dp: Any) -> Any:
         from .imgaug.base import check_image
