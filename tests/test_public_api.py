@@ -15,6 +15,22 @@ import dataflow
 TENSORPACK_MODULES = {
     "base": ["DataFlow", "ProxyDataFlow", "RNGDataFlow", "DataFlowTerminated"],
     "raw": ["FakeData", "DataFromQueue", "DataFromList", "DataFromGenerator", "DataFromIterable"],
+    "parallel": [
+        "PrefetchData",
+        "MultiProcessPrefetchData",
+        "MultiProcessRunner",
+        "MultiProcessRunnerZMQ",
+        "MultiThreadRunner",
+        "PrefetchDataZMQ",
+        "MultiThreadPrefetchData",
+    ],
+    "parallel_map": [
+        "MultiThreadMapData",
+        "MultiProcessMapData",
+        "MultiProcessMapDataZMQ",
+        "MultiProcessMapAndBatchData",
+        "MultiProcessMapAndBatchDataZMQ",
+    ],
     "format": ["HDF5Data", "LMDBData", "LMDBDataDecoder", "CaffeLMDB", "SVMLightData"],
     "serialize": ["LMDBSerializer", "NumpySerializer", "TFRecordSerializer", "HDF5Serializer"],
     "remote": ["send_dataflow_zmq", "RemoteDataZMQ"],

@@ -47,6 +47,22 @@ from .image import (
     ImageFromFile,
     imdecode,
 )
+from .parallel import (
+    MultiProcessPrefetchData,
+    MultiProcessRunner,
+    MultiProcessRunnerZMQ,
+    MultiThreadPrefetchData,
+    MultiThreadRunner,
+    PrefetchData,
+    PrefetchDataZMQ,
+)
+from .parallel_map import (
+    MultiProcessMapAndBatchData,
+    MultiProcessMapAndBatchDataZMQ,
+    MultiProcessMapData,
+    MultiProcessMapDataZMQ,
+    MultiThreadMapData,
+)
 from .raw import (
     DataFromDict,
     DataFromGenerator,
@@ -85,6 +101,19 @@ __all__ = [
     "SelectComponent",
     "LocallyShuffleData",
     "CacheData",
+    # parallel, parallel_map
+    "MultiProcessRunner",
+    "MultiProcessRunnerZMQ",
+    "MultiThreadRunner",
+    "PrefetchData",
+    "MultiProcessPrefetchData",
+    "PrefetchDataZMQ",
+    "MultiThreadPrefetchData",
+    "MultiThreadMapData",
+    "MultiProcessMapData",
+    "MultiProcessMapDataZMQ",
+    "MultiProcessMapAndBatchData",
+    "MultiProcessMapAndBatchDataZMQ",
     # format, serialize, remote
     "LMDBData",
     "LMDBDataDecoder",

@@ -121,3 +121,32 @@ def seed_globals(key: str) -> None:
     state = seed_sequence("globals:" + key).generate_state(2)
     random.seed(int(state[0]))
     np.random.seed(int(state[1]))
+
+
+def make_shared_rng(key: str, epoch: int, seed: int) -> np.random.RandomState:
+    """A stream that is identical in every worker: derived from ``(seed, key, epoch)`` only.
+
+    Used to shard a source across workers: every worker must draw the same order of the source
+    and then keep its share of it. ``seed`` is explicit: without a pipeline seed, workers share no
+    entropy, so the stage draws one seed and hands it to all of its workers.
+    """
+    sequence = np.random.SeedSequence(int(seed), spawn_key=(*_key_words(key), 0, int(epoch)))
+    return np.random.RandomState(np.random.MT19937(sequence))
+
+
+def stage_seed(seed: int | None, key: str) -> int | None:
+    """The seed a parallel stage hands to its workers.
+
+    In the main process it is ``seed`` itself. Inside a worker (a parallel stage nested in another
+    one), it is derived from ``seed``, ``key`` and the enclosing worker, so that the nested workers
+    of two enclosing workers do not repeat each other's streams.
+    """
+    if seed is None:
+        return None
+    info = get_worker_info()
+    if info is None:
+        return seed
+    sequence = np.random.SeedSequence(
+        int(seed), spawn_key=(*_key_words("stage:" + key), info.id + 1)
+    )
+    return int(sequence.generate_state(1, np.uint64)[0] >> 1)

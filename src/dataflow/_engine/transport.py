@@ -1,0 +1,838 @@
+"""The transport between a consumer and its worker processes: shared-memory rings.
+
+Each direction between the consumer and one worker is a single-producer single-consumer byte ring
+in shared memory. A message is one pickle (protocol 5) whose large buffers (numpy arrays) travel
+out of band: the producer copies each array once into the ring. The consumer reads a message with
+large buffers in place (its arrays are views of the ring, and the record is leased until they are
+garbage collected; see :class:`Ring`) and copies smaller ones out. Small messages are written
+whole; a message larger than half the ring is cut into fragments that stream through it (and are
+reassembled by one copy), so any size passes through a ring of fixed size.
+
+Shared memory comes from ``os.memfd_create`` where it exists (Linux): an anonymous file passed to
+the worker as a file descriptor, so nothing appears in ``/dev/shm`` and nothing can outlive the
+processes that map it, even after a ``SIGKILL``. Elsewhere it falls back to
+``multiprocessing.shared_memory`` with strict unlinking (and no zero-copy reads).
+
+Waking up: a reader that finds its ring empty raises a "waiting" flag in the ring header and
+sleeps in ``poll()`` on a pipe (together with the workers' process sentinels, so that a death wakes
+it too); a writer that publishes a message while the flag is up writes one byte to that pipe. The
+flag and the positions form a Dekker pair, so each side issues a full memory barrier between its
+store and its load (:func:`fence`). Every sleep also has a bounded timeout as a second line of
+defence, so a lost wake-up could cost latency but never a hang.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import logging
+import mmap
+import os
+import pickle
+import platform
+import select
+import struct
+import sys
+import threading
+import weakref
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "SharedSegment",
+    "FdHandle",
+    "Ring",
+    "RingFull",
+    "fence",
+    "Pipe",
+    "ORDERED_MEMORY",
+]
+
+logger = logging.getLogger(__name__)
+
+# x86 keeps each process's loads and stores in program order, except a store followed by a load
+# (total store order): publishing a position after the data it covers needs no barrier there, and
+# the Dekker pairs (flag, then position) need one full barrier. Weakly ordered CPUs (ARM) need a
+# barrier around every publication too: there :func:`order` is two lock round trips (a release
+# then an acquire, which ARMv8 never reorders), elsewhere it is a no-op.
+ORDERED_MEMORY = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
+
+_fence_lock = threading.Lock()
+
+
+def fence() -> None:
+    """A full memory barrier: a locked read-modify-write (the lock's fast path) orders this
+    process's earlier stores before its later loads, which plain Python code cannot otherwise do."""
+    _fence_lock.acquire()
+    _fence_lock.release()
+
+
+def _order_weak() -> None:
+    _fence_lock.acquire()
+    _fence_lock.release()
+    _fence_lock.acquire()
+    _fence_lock.release()
+
+
+def _order_none() -> None:
+    pass
+
+
+# Orders the accesses before it (data written or read) before the ones after it (a position
+# published, or data read after a position was read).
+order = _order_none if ORDERED_MEMORY else _order_weak
+
+
+# -- file descriptors that cross into a worker ----------------------------------------------------
+
+
+class FdHandle:
+    """A file descriptor to hand to a worker process in its ``Process`` arguments.
+
+    Under fork the child inherits the descriptor and the object is not pickled. Under spawn and
+    forkserver, pickling happens while ``multiprocessing`` starts the child; the descriptor is then
+    passed with ``multiprocessing.reduction.DupFd``, which adds it to the descriptors the new
+    process receives (no helper thread, no socket).
+    """
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __reduce__(self):
+        from multiprocessing import context, reduction
+
+        if context.get_spawning_popen() is None:
+            raise RuntimeError("FdHandle can be pickled only while starting a worker process")
+        return (_rebuild_fd, (reduction.DupFd(self.fd),))
+
+    def __repr__(self) -> str:
+        return f"FdHandle({self.fd})"
+
+
+def _rebuild_fd(dup: Any) -> FdHandle:
+    return FdHandle(dup.detach())
+
+
+class Pipe:
+    """A one-way pipe used to wake a sleeping reader; the write end never blocks."""
+
+    __slots__ = ("r", "w")
+
+    def __init__(self) -> None:
+        self.r, self.w = os.pipe()
+        os.set_blocking(self.w, False)
+        os.set_blocking(self.r, False)
+
+    def close(self) -> None:
+        for fd in (self.r, self.w):
+            if fd >= 0:
+                _close_fd(fd)
+        self.r = self.w = -1
+
+
+def ring_bell(fd: int) -> None:
+    """Write one wake-up byte; a full pipe already holds wake-ups, so that is fine."""
+    try:
+        os.write(fd, b"!")
+    except BlockingIOError:
+        pass
+    except OSError as e:  # the reader is gone (EPIPE) or the fd was closed while shutting down
+        if e.errno not in (errno.EPIPE, errno.EBADF):
+            raise
+
+
+def drain(fd: int) -> None:
+    """Read every pending wake-up byte of a non-blocking pipe."""
+    try:
+        while len(os.read(fd, 65536)) == 65536:
+            pass
+    except BlockingIOError:
+        pass
+    except OSError as e:
+        if e.errno != errno.EBADF:
+            raise
+
+
+def _close_fd(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+# -- shared memory ---------------------------------------------------------------------------------
+
+_HAVE_MEMFD = hasattr(os, "memfd_create") and sys.platform.startswith("linux")
+
+
+class SharedSegment:
+    """A block of shared memory created by the consumer and mapped by one worker.
+
+    ``handle()`` returns what to put in the worker's ``Process`` arguments and
+    :meth:`attach` maps it there. ``close()`` unmaps (and, for the named fallback, unlinks).
+    The creator keeps the descriptor so that it can map the segment again (:meth:`remap`).
+    """
+
+    def __init__(self, size: int, *, _attach: Any = None) -> None:
+        self.size = size
+        self.fd = -1
+        self._shm: Any = None
+        self._mmap: mmap.mmap | None = None
+        self._creator = _attach is None
+        if _attach is None:
+            if _HAVE_MEMFD:
+                self.fd = os.memfd_create("dataflow-ring", os.MFD_CLOEXEC)
+                try:
+                    os.ftruncate(self.fd, size)
+                    self._mmap = mmap.mmap(self.fd, size)
+                except BaseException:
+                    _close_fd(self.fd)
+                    raise
+            else:  # no memfd: a named segment, unlinked by close() (and the resource tracker)
+                from multiprocessing import shared_memory
+
+                self._shm = shared_memory.SharedMemory(create=True, size=size)
+        elif isinstance(_attach, FdHandle):
+            self.fd = _attach.fd
+            self._mmap = mmap.mmap(self.fd, size)
+            # The mapping keeps the memory alive; the descriptor itself is no longer needed.
+            _close_fd(self.fd)
+            self.fd = -1
+        else:
+            from multiprocessing import shared_memory
+
+            # Attaching registers the name with the resource tracker again; the tracker is the
+            # consumer's (shared by its workers), so that is a no-op, and the consumer's unlink
+            # unregisters it once.
+            self._shm = shared_memory.SharedMemory(name=_attach)
+        self.buf = memoryview(self._mmap if self._mmap is not None else self._shm.buf)
+
+    def handle(self) -> Any:
+        """What a worker needs to map this segment (valid until :meth:`release_handle`)."""
+        if self.fd >= 0:
+            return FdHandle(self.fd)
+        return self._shm.name
+
+    def release_handle(self) -> None:
+        """The named fallback: unlink the name (its creator does, when it closes)."""
+        if self._shm is not None and self._creator:
+            try:
+                self._shm.unlink()
+            except FileNotFoundError:
+                pass
+
+    @property
+    def can_remap(self) -> bool:
+        return self.fd >= 0
+
+    def remap(self) -> memoryview:
+        """Map the segment again at a new address; later reads use the new mapping.
+
+        The old mapping stays alive as long as something (a leased array) still refers to it.
+        """
+        fresh = mmap.mmap(self.fd, self.size)
+        # Drop the old mapping: the arrays that still use it keep it alive, and it is unmapped
+        # (private copies included) when the last of them dies.
+        self._mmap = fresh
+        self.buf = memoryview(fresh)
+        return self.buf
+
+    @classmethod
+    def attach(cls, handle: Any, size: int) -> SharedSegment:
+        return cls(size, _attach=handle)
+
+    def close(self) -> None:
+        """Unmap and close. Mappings that arrays still use are unmapped when the arrays die."""
+        self.release_handle()
+        if self.fd >= 0:
+            _close_fd(self.fd)
+            self.fd = -1
+        view, self.buf = self.buf, memoryview(b"")
+        mapping, self._mmap = self._mmap, None
+        try:
+            view.release()
+        except BufferError:  # arrays still use it: it goes when they do
+            mapping = None
+        if mapping is not None:
+            try:
+                mapping.close()
+            except BufferError:  # pragma: no cover - leased arrays still alive
+                pass
+        if self._shm is not None:
+            try:
+                self._shm.close()
+            except BufferError:  # pragma: no cover - a view is still alive
+                pass
+            self._shm = None
+
+
+# -- the ring ----------------------------------------------------------------------------------------
+
+HEADER_BYTES = 4096  # a page: ring data starts on a page boundary (see Ring.evacuate)
+_PAGE = mmap.PAGESIZE
+# Indices of the u64 slots of a ring header; each side's slots share a 64-byte line.
+_W_POS, _W_ITEMS = 0, 1  # producer: bytes written, items written
+_R_POS, _R_ITEMS = 8, 9  # consumer: bytes read, items read
+_C_WAIT = 16  # consumer raised: it sleeps until data arrives
+_P_WAIT = 24  # producer raised: it sleeps until space frees up
+_CLOSED = 32  # consumer raised: it will never read again (the producer should stop)
+_P_NEED = 25  # producer: the bytes it waits for (with the skip to the ring's start)
+_P_HOLDS = 26  # producer: it holds datapoints not yet written (a transit batch being filled)
+
+_REC = struct.Struct("<QII")  # record length, kind, n_items (or "last fragment" flag)
+_REC_WRAP, _REC_MSG, _REC_FRAG, _REC_INLINE = 1, 2, 3, 4  # INLINE: a pickle, no buffers
+_FRAG_HEAD = struct.Struct("<QIIQQ")  # record length, kind, last flag, message length, chunk length
+_MSG_META = struct.Struct("<QI")  # pickle length, number of out-of-band buffers
+_ALIGN = 64
+_OOB_MIN_BYTES = 4096  # smaller buffers travel inside the pickle
+_JUMP_BACK_BYTES = 1 << 20  # an empty ring restarts at offset 0 past this, keeping pages warm
+
+
+def _align(n: int) -> int:
+    return (n + _ALIGN - 1) & ~(_ALIGN - 1)
+
+
+class RingFull(Exception):
+    """Internal: a non-blocking write found no room."""
+
+
+class _Encoded:
+    """A message laid out for the ring.
+
+    Layout (offsets from the record start): record header, meta (pickle length, buffer count),
+    one u64 length per out-of-band buffer, the pickle, then each buffer at a 64-byte boundary.
+    """
+
+    __slots__ = ("data", "bufs", "offsets", "size", "n_items", "head_len")
+
+    def __init__(self, obj: Any, n_items: int) -> None:
+        bufs: list[memoryview] = []
+
+        def out_of_band(pb: pickle.PickleBuffer) -> bool:
+            raw = pb.raw()
+            if raw.nbytes < _OOB_MIN_BYTES:
+                return True  # in band
+            bufs.append(raw)
+            return False
+
+        self.data = pickle.dumps(obj, protocol=5, buffer_callback=out_of_band)
+        self.bufs = bufs
+        self.n_items = n_items
+        if not bufs:  # the common small message: header and pickle only
+            self.head_len = _REC.size + len(self.data)
+            self.offsets = []
+            self.size = _align(self.head_len)
+            return
+        pos = _REC.size + _MSG_META.size + 8 * len(bufs) + len(self.data)
+        self.head_len = pos
+        offsets = []
+        for b in bufs:
+            pos = _align(pos)
+            offsets.append(pos)
+            pos += b.nbytes
+        self.offsets = offsets
+        self.size = _align(pos)
+
+    def _write_head(self, dst: memoryview, base: int) -> None:
+        if not self.bufs:
+            _REC.pack_into(dst, base, self.size, _REC_INLINE, len(self.data))
+            dst[base + _REC.size : base + self.head_len] = self.data
+            return
+        _REC.pack_into(dst, base, self.size, _REC_MSG, self.n_items)
+        p = base + _REC.size
+        _MSG_META.pack_into(dst, p, len(self.data), len(self.bufs))
+        p += _MSG_META.size
+        if self.bufs:
+            struct.pack_into(f"<{len(self.bufs)}Q", dst, p, *(b.nbytes for b in self.bufs))
+            p += 8 * len(self.bufs)
+        dst[p : p + len(self.data)] = self.data
+
+    def write_into(self, dst: memoryview, base: int) -> None:
+        """Write the whole record at ``dst[base:]``."""
+        self._write_head(dst, base)
+        for off, b in zip(self.offsets, self.bufs):
+            dst[base + off : base + off + b.nbytes] = b
+
+    def chunks(self, size: int):
+        """The record as consecutive bytes-like chunks of at most ``size`` bytes (fragments)."""
+        head = bytearray(self.offsets[0] if self.offsets else self.size)
+        self._write_head(memoryview(head), 0)
+        pieces: list[memoryview] = [memoryview(head)]
+        end = len(head)
+        for off, b in zip(self.offsets, self.bufs):
+            if off > end:
+                pieces.append(memoryview(bytes(off - end)))
+            pieces.append(b)
+            end = off + b.nbytes
+        if self.size > end:
+            pieces.append(memoryview(bytes(self.size - end)))
+        for piece in pieces:
+            for start in range(0, piece.nbytes, size):
+                yield piece[start : start + size]
+
+
+def _layout(src: memoryview, base: int) -> tuple[int, int, list[tuple[int, int]]]:
+    """Where the parts of the message at ``src[base]`` are: pickle (start, length), buffers."""
+    p = base + _REC.size
+    plen, nbuf = _MSG_META.unpack_from(src, p)
+    p += _MSG_META.size
+    lens = struct.unpack_from(f"<{nbuf}Q", src, p) if nbuf else ()
+    p += 8 * nbuf
+    start = p
+    p += plen
+    bufs = []
+    for n in lens:
+        p = base + _align(p - base)
+        bufs.append((p, n))
+        p += n
+    return start, plen, bufs
+
+
+def _decode(src: memoryview, base: int, buffers_from: Any) -> Any:
+    """Read the message whose record starts at ``src[base]``.
+
+    ``buffers_from`` says where the out-of-band buffers come from: ``"copy"`` (fresh arrays, so
+    that the ring can be reused at once), ``"view"`` (views of ``src``, a private buffer the arrays
+    keep alive), or a lease array covering the record (views of it: zero copy).
+    """
+    start, plen, layout = _layout(src, base)
+    buffers: list[Any] = []
+    for p, n in layout:
+        if isinstance(buffers_from, np.ndarray):
+            buffers.append(buffers_from[p - base : p - base + n])
+        elif buffers_from == "copy":
+            out = np.empty(n, dtype=np.uint8)
+            out.data.cast("B")[:] = src[p : p + n]
+            buffers.append(out)
+        else:
+            buffers.append(src[p : p + n])
+    data = src[start : start + plen]
+    try:
+        return pickle.loads(data, buffers=buffers)
+    finally:
+        data.release()
+
+
+# -- zero-copy reads ---------------------------------------------------------------------------------
+
+_ZERO_COPY_MIN = 256 << 10  # messages with at least this many buffer bytes are read in place
+_MAP_FIXED = 0x10  # Linux
+_libc: Any = None
+
+
+def _map_private_copy(addr: int, length: int) -> None:
+    """Replace the pages at ``[addr, addr + length)`` by private anonymous memory holding the
+    same bytes (the arrays there keep their addresses; the shared pages are no longer used)."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        _libc.mmap.restype = ctypes.c_void_p
+        _libc.mmap.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_long,
+        ]
+    saved = ctypes.create_string_buffer(length)
+    ctypes.memmove(saved, addr, length)
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_FIXED
+    got = _libc.mmap(addr, length, mmap.PROT_READ | mmap.PROT_WRITE, flags, -1, 0)
+    if got != addr:  # pragma: no cover - the kernel refused: nothing was replaced
+        raise OSError(ctypes.get_errno(), "mmap(MAP_FIXED) failed while evacuating leased arrays")
+    ctypes.memmove(addr, saved, length)
+
+
+ZERO_COPY_SUPPORTED = _HAVE_MEMFD and hasattr(mmap, "MAP_ANONYMOUS")
+
+# Rings read in place in this process. Before this process forks, their leased records are made
+# private: a child gets copy-on-write copies of the caller's arrays, as fork promises, instead of
+# views of shared pages that the writer reuses once the parent lets go of them.
+_reading_rings: weakref.WeakSet = weakref.WeakSet()
+
+
+def _evacuate_before_fork() -> None:
+    for ring in list(_reading_rings):
+        try:
+            ring.evacuate()
+        except Exception:  # noqa: BLE001 - never break a fork; the lease just stays shared
+            logger.warning("could not make leased arrays private before fork", exc_info=True)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_evacuate_before_fork)
+
+
+class Ring:
+    """One direction of a channel: a single-producer single-consumer message ring.
+
+    The same object type serves both ends; a process uses only the producer methods
+    (:meth:`try_write`, :meth:`reader_waiting`...) or only the consumer ones (:meth:`read`,
+    :meth:`set_waiting`...). ``item_cap`` bounds the number of messages that may sit unread in the
+    ring, on top of the byte capacity.
+
+    Zero-copy reads (consumer, ``remap`` given): a message with large buffers is decoded with its
+    arrays *in* the ring. Its record is leased: the writer may not reuse it until every array
+    made from it is garbage collected (a ``weakref.finalize`` on the lease array, which numpy keeps
+    as the base of all of them). If leases held for long would stall the writer, the reader
+    evacuates them (:meth:`evacuate`): the leased pages become private copies at the same
+    addresses, and the ring is read through a fresh mapping from then on.
+    """
+
+    def __init__(
+        self, buf: memoryview, item_cap: int = 1 << 62, remap: Any = None, offset: int = 0
+    ) -> None:
+        self._buf = buf
+        self._buf_offset = offset  # where ``buf`` starts in the segment (for a remap)
+        self.hdr = buf[:HEADER_BYTES].cast("Q")
+        self.data = buf[HEADER_BYTES:]
+        self.cap = (len(self.data) // _ALIGN) * _ALIGN
+        self.max_record = self.cap // 2
+        self.frag_size = max(_ALIGN, (self.cap // 4) // _ALIGN * _ALIGN) - _FRAG_HEAD.size
+        self.item_cap = item_cap
+        # Each side caches its own position (it is the only writer of it).
+        self._wpos = self.hdr[_W_POS]
+        self._witems = self.hdr[_W_ITEMS]
+        self._rpos = self.hdr[_R_POS]
+        self._ritems = self.hdr[_R_ITEMS]
+        self._partial: np.ndarray | None = None  # a fragmented message being reassembled
+        self._partial_fill = 0
+        self._pending_frags: Any = None  # producer: fragments not written yet
+        self._remap = remap if ZERO_COPY_SUPPORTED else None
+        self._leases: deque[tuple[int, int, int]] = deque()  # (start, end, id), ring order
+        self._released: deque[int] = deque()  # ids of dead leases (appended from any thread)
+        self._dead: set[int] = set()
+        self._next_lease = 0
+        self._lease_floor = 0  # ids below were evacuated
+        self._lock = threading.Lock()
+        if self._remap is not None:
+            _reading_rings.add(self)
+
+    @staticmethod
+    def bytes_needed(capacity: int) -> int:
+        return HEADER_BYTES + (capacity + _PAGE - 1) // _PAGE * _PAGE
+
+    def release(self) -> None:
+        """Stop using the ring (its writer is gone). Arrays read in place stay valid."""
+        self._remap = None  # nothing will overwrite them any more: no evacuation needed
+        _reading_rings.discard(self)
+        for view in (self.hdr, self.data, self._buf):
+            try:
+                view.release()
+            except BufferError:  # leased arrays still use the mapping; it goes with them
+                pass
+
+    # -- producer ----------------------------------------------------------------------------
+    def _room(self, size: int, n_items: int) -> int:
+        """Bytes to skip before writing a record of ``size`` (-1: no room now)."""
+        rpos = self.hdr[_R_POS]
+        used = self._wpos - rpos
+        off = self._wpos % self.cap
+        skip = 0
+        if off + size > self.cap:
+            skip = self.cap - off
+        elif used == 0 and off > _JUMP_BACK_BYTES:
+            skip = self.cap - off  # the ring is empty: go back to its (warm) start
+        if self.cap - used < skip + size:
+            self.hdr[_P_NEED] = skip + size
+            return -1
+        if n_items and self._witems != self.hdr[_R_ITEMS]:
+            if self._witems - self.hdr[_R_ITEMS] + n_items > self.item_cap:
+                self.hdr[_P_NEED] = 0
+                return -1
+        return skip
+
+    def _publish(self) -> None:
+        order()
+        self.hdr[_W_ITEMS] = self._witems
+        self.hdr[_W_POS] = self._wpos
+
+    def _put_record(self, skip: int, size: int) -> int:
+        if skip:
+            _REC.pack_into(self.data, self._wpos % self.cap, skip, _REC_WRAP, 0)
+            self._wpos += skip
+        return self._wpos % self.cap
+
+    def try_write(self, msg: _Encoded) -> bool:
+        """Write a whole message if it fits now; False if the ring has no room (nothing written).
+
+        Messages larger than :attr:`max_record` must go through :meth:`start_fragments`.
+        """
+        skip = self._room(msg.size, msg.n_items)
+        if skip < 0:
+            return False
+        off = self._put_record(skip, msg.size)
+        msg.write_into(self.data, off)
+        self._wpos += msg.size
+        self._witems += msg.n_items
+        self._publish()
+        return True
+
+    def start_fragments(self, msg: _Encoded) -> None:
+        self._pending_frags = (msg.size, msg.n_items, msg.chunks(self.frag_size), [None])
+
+    def try_write_fragments(self) -> bool:
+        """Write as many pending fragments as fit; True when the message is fully written."""
+        total, n_items, chunks, held = self._pending_frags
+        wrote = False
+        while True:
+            chunk = held[0]
+            if chunk is None:
+                chunk = next(chunks, None)
+                if chunk is None:
+                    self._pending_frags = None
+                    return True
+                held[0] = chunk
+            size = _align(_FRAG_HEAD.size + chunk.nbytes)
+            skip = self._room(size, 0)
+            if skip < 0:
+                if wrote:
+                    self._publish()
+                return False
+            off = self._put_record(skip, size)
+            peek = next(chunks, None)
+            last = peek is None
+            _FRAG_HEAD.pack_into(self.data, off, size, _REC_FRAG, int(last), total, chunk.nbytes)
+            start = off + _FRAG_HEAD.size
+            self.data[start : start + chunk.nbytes] = chunk
+            self._wpos += size
+            held[0] = peek
+            if last:
+                self._witems += n_items
+                self._publish()
+                self._pending_frags = None
+                return True
+            wrote = True
+            self._publish()
+
+    def reader_waiting(self) -> bool:
+        return bool(self.hdr[_C_WAIT])
+
+    def reader_closed(self) -> bool:
+        return bool(self.hdr[_CLOSED])
+
+    def set_holding(self, flag: bool) -> None:
+        self.hdr[_P_HOLDS] = int(flag)
+
+    def writer_holds_items(self) -> bool:
+        return bool(self.hdr[_P_HOLDS])
+
+    def set_writer_waiting(self, flag: bool) -> None:
+        self.hdr[_P_WAIT] = int(flag)
+
+    def unread_items(self) -> int:
+        return self._witems - self.hdr[_R_ITEMS]
+
+    def is_drained(self) -> bool:
+        """Producer side: has the reader consumed everything written so far?"""
+        return self.hdr[_R_POS] == self._wpos
+
+    # -- consumer ----------------------------------------------------------------------------
+    def has_data(self) -> bool:
+        return self.hdr[_W_POS] != self._rpos
+
+    def read(self) -> tuple[bool, Any]:
+        """Read the next message: ``(True, obj)``, or ``(False, None)`` if none is complete."""
+        if self._remap is None:
+            return self._read()
+        with self._lock:  # an evacuation before a fork may come from another thread
+            return self._read()
+
+    def _read(self) -> tuple[bool, Any]:
+        hdr = self.hdr
+        data = self.data
+        cap = self.cap
+        while True:
+            wpos = hdr[_W_POS]
+            if wpos == self._rpos:
+                return False, None
+            order()
+            off = self._rpos % cap
+            length, kind, n = _REC.unpack_from(data, off)
+            if kind == _REC_INLINE:
+                view = data[off + _REC.size : off + _REC.size + n]
+                try:
+                    obj = pickle.loads(view)
+                finally:
+                    view.release()
+                self._rpos += length
+                self._ritems += 1
+                self._publish_read()
+                return True, obj
+            if kind == _REC_MSG:
+                if self._released:
+                    self.reclaim(publish=False)
+                lease = self._lease(off, length) if self._remap is not None else None
+                obj = _decode(data, off, lease if lease is not None else "copy")
+                self._rpos += length
+                self._ritems += n
+                self._publish_read()
+                return True, obj
+            if kind == _REC_WRAP:
+                self._rpos += length
+                self._publish_read()
+                continue
+            if kind == _REC_FRAG:
+                length, kind, last, total, n_bytes = _FRAG_HEAD.unpack_from(data, off)
+                if self._partial is None:
+                    self._partial = np.empty(total, dtype=np.uint8)
+                    self._partial_fill = 0
+                start = off + _FRAG_HEAD.size
+                dst = self._partial.data.cast("B")
+                dst[self._partial_fill : self._partial_fill + n_bytes] = data[
+                    start : start + n_bytes
+                ]
+                self._partial_fill += n_bytes
+                self._rpos += length
+                self._publish_read()
+                if last:
+                    whole = self._partial
+                    self._partial = None
+                    mv = whole.data.cast("B")
+                    _, kind, n = _REC.unpack_from(mv, 0)
+                    if kind == _REC_INLINE:
+                        obj = pickle.loads(mv[_REC.size : _REC.size + n])
+                    else:
+                        obj = _decode(mv, 0, "view")
+                    self._ritems += 1
+                    hdr[_R_ITEMS] = self._ritems
+                    return True, obj
+                continue
+            raise RuntimeError(f"corrupt ring record (kind {kind}, length {length})")
+
+    def set_waiting(self, flag: bool) -> None:
+        self.hdr[_C_WAIT] = int(flag)
+
+    def _publish_read(self) -> None:
+        order()
+        hdr = self.hdr
+        hdr[_R_ITEMS] = self._ritems
+        hdr[_R_POS] = self._leases[0][0] if self._leases else self._rpos
+
+    def _lease(self, off: int, length: int) -> np.ndarray | None:
+        """A lease array over the record at ``off`` if it is worth reading in place."""
+        data = self.data
+        _, plen, layout = _layout(data, off)
+        if sum(n for _, n in layout) < _ZERO_COPY_MIN:
+            return None
+        lease = np.frombuffer(data, dtype=np.uint8, count=length, offset=off)
+        lease_id = self._next_lease
+        self._next_lease += 1
+        self._leases.append((self._rpos, self._rpos + length, lease_id))
+        weakref.finalize(lease, self._released.append, lease_id).atexit = False
+        return lease
+
+    def has_leases(self) -> bool:
+        return bool(self._leases)
+
+    def reclaim(self, publish: bool = True) -> bool:
+        """Free the records whose arrays died; True if the writer got room."""
+        released = self._released
+        if not released:
+            return False
+        dead = self._dead
+        floor = self._lease_floor
+        while released:
+            lease_id = released.popleft()
+            if lease_id >= floor:
+                dead.add(lease_id)
+        leases = self._leases
+        freed = False
+        while leases and leases[0][2] in dead:
+            dead.discard(leases.popleft()[2])
+            freed = True
+        if freed and publish:
+            self._publish_read()
+        return freed
+
+    def evacuate(self) -> None:
+        """Give the writer back every leased record, at once, without touching the arrays.
+
+        The pages under the leased records become private copies (same addresses, same bytes)
+        and this ring is read through a fresh mapping from now on. Costs one copy of the leased
+        bytes; happens only when the arrays are held long enough to stall the writer.
+        """
+        if not self._leases or self._remap is None:
+            return
+        with self._lock:
+            self._evacuate()
+
+    def _evacuate(self) -> None:
+        if not self._leases:
+            return
+        view = np.frombuffer(self.data, dtype=np.uint8)
+        base = view.__array_interface__["data"][0]
+        del view
+        pages = []
+        for start, end, _ in self._leases:  # ring order is not address order (wrap-around)
+            off = start % self.cap
+            lo = (base + off) // _PAGE * _PAGE
+            hi = (base + off + (end - start) + _PAGE - 1) // _PAGE * _PAGE
+            pages.append((lo, hi))
+        ranges: list[list[int]] = []
+        for lo, hi in sorted(pages):
+            if ranges and lo <= ranges[-1][1]:
+                ranges[-1][1] = max(ranges[-1][1], hi)
+            else:
+                ranges.append([lo, hi])
+        remap = self._remap
+        if remap is None:  # released meanwhile: nothing reuses these records any more
+            return
+        fresh = remap()  # map first: if this fails, nothing has changed
+        for lo, hi in ranges:
+            _map_private_copy(lo, hi - lo)
+        # From here on, this ring reads the fresh mapping; the old one lives while arrays do.
+        offset = self._buf_offset
+        self._buf = fresh[offset : offset + len(self._buf)]
+        self.hdr = self._buf[:HEADER_BYTES].cast("Q")
+        self.data = self._buf[HEADER_BYTES:]
+        self._leases.clear()
+        self._dead.clear()
+        self._lease_floor = self._next_lease
+        self._publish_read()
+
+    def writer_waiting(self) -> bool:
+        return bool(self.hdr[_P_WAIT])
+
+    def writer_can_go(self) -> bool:
+        """Consumer side: is it time to wake the waiting writer?
+
+        When it has room for what it waits for and, unless arrays hold leases, the ring is at most
+        half full: waking it only then, rather than after every read, lets it refill a good part
+        of the ring per wake-up while the reader keeps reading what is left.
+        """
+        hdr = self.hdr
+        free = self.cap - (hdr[_W_POS] - hdr[_R_POS])
+        need = hdr[_P_NEED]
+        return free >= (need if self._leases else max(need, self.cap // 2)) and (
+            hdr[_W_ITEMS] - self._ritems <= self.item_cap // 2
+        )
+
+    def writer_stalled_by_leases(self) -> bool:
+        """Consumer side: does the writer wait for room that only leased arrays hold?"""
+        if not self._leases or not self.hdr[_P_WAIT]:
+            return False
+        hdr = self.hdr
+        return self.cap - (hdr[_W_POS] - hdr[_R_POS]) < hdr[_P_NEED]
+
+    def close_reader(self) -> None:
+        self.hdr[_CLOSED] = 1
+
+
+def encode(obj: Any, n_items: int = 1) -> _Encoded:
+    """Lay out ``obj`` for a ring (pickle protocol 5, large buffers out of band)."""
+    return _Encoded(obj, n_items)
+
+
+def make_poller(fds: list[int]):
+    """A reusable ``poll`` object watching ``fds`` for readability (or hang-up)."""
+    p = select.poll()
+    for fd in fds:
+        p.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+    return p

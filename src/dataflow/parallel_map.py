@@ -1,0 +1,791 @@
+"""Parallel maps: ``MapData`` with the function running in worker threads or processes.
+
+Unlike the runners of :mod:`dataflow.parallel`, a parallel map has **one** upstream, iterated in
+the consumer; only ``map_func`` runs in the workers. So the data is exactly what ``MapData(ds,
+map_func)`` produces, up to order (and ``strict``, below). A datapoint goes in, ``map_func(dp)``
+comes out; ``None`` means "drop this datapoint" (not allowed with ``strict=True``).
+
+Two options say how exact the output is:
+
+- ``strict=False`` (tensorpack's default): the upstream is repeated forever (as
+  ``RepeatedData(ds, -1)``) and mapped continuously; one pass of the map yields ``len(ds)``
+  datapoints (forever if ``len(ds)`` is unknown), which may mix datapoints of consecutive upstream
+  passes. Nothing is lost or repeated across passes: the next pass continues where this one
+  stopped. (tensorpack's own non-strict maps never end a pass; here a pass ends after ``len(ds)``.)
+- ``strict=True``: each pass of the map is exactly one pass of the upstream, mapped: every
+  datapoint exactly once (a multiset equal to ``MapData``'s pass), then the pass ends.
+  ``map_func`` returning ``None`` is an error in this mode. The upstream must be finite.
+- ``ordered=True``: the output comes in input order. With ``strict=True`` it equals ``MapData``'s
+  output exactly. A slow datapoint then holds back the ones after it (up to ``buffer_size``).
+  Without it, datapoints come out as the workers finish them.
+
+``buffer_size`` bounds the datapoints in flight (sent to workers, not yet yielded).
+
+Keyword-only extras: ``start_method`` (``"fork"``, ``"forkserver"``, ``"spawn"``, ``None`` for the
+platform's default; under spawn/forkserver ``map_func`` is pickled at ``reset_state`` and an
+error names it if it cannot be), ``seed`` (each worker's numpy and Python global generators are
+seeded from ``(seed, the flow's position, worker id)``; the global :func:`dataflow.set_seed`
+applies without it; with a seed and ``ordered=True`` the work is also dealt to the workers in a
+fixed order, so a random ``map_func`` gives reproducible output) and
+``restart_workers`` (a worker process that dies is replaced and the datapoints it held are sent
+again, so a pass stays exactly once; a datapoint on which three workers died raises
+:class:`~dataflow.errors.WorkerDied`).
+
+An exception in ``map_func`` is raised in the consumer as :class:`~dataflow.errors.WorkerError`
+with the original type name, message and traceback; an exception of the upstream is raised as
+itself (the upstream runs in the consumer). A worker process that dies raises
+:class:`~dataflow.errors.WorkerDied` within about a second (unless ``restart_workers``). Workers
+start at ``reset_state()``, ignore Ctrl-C, die with the consumer, and stop on ``close()``, garbage
+collection or interpreter exit. A parallel map allows one live iterator at a time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import pickle
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ._batching import aggregate_batch
+from ._engine.stage import PoolOwner, check_count, check_flag, default_workers
+from ._engine.workers import DATA, DIED, DONE, Job, ProcessPool, ThreadPool
+from .base import DataFlow, ProxyDataFlow, check_dataflow
+from .errors import (
+    DataFlowArgumentError,
+    DataFlowTerminated,
+    DatapointError,
+    LengthUnknownError,
+    WorkerDied,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "MultiThreadMapData",
+    "MultiProcessMapData",
+    "MultiProcessMapDataZMQ",
+    "MultiProcessMapAndBatchData",
+    "MultiProcessMapAndBatchDataZMQ",
+]
+
+# Tasks, consumer -> worker
+_T_RANGE = 0  # (tag, first_idx, [dp...]): datapoints with consecutive indices
+_T_AT = 1  # (tag, [idx...], [dp...]): datapoints resent after a worker died
+_T_BATCH = 2  # (tag, batch_id, first_idx, [dp...]): map all, stack into one batch (ordered)
+_T_FLUSH = 3  # (tag,): hand over the partial batch now (end of a strict pass)
+# Results, worker -> consumer, inside DATA messages
+_R_CHUNK = 0  # (tag, idxs, [result...], any_none)
+_R_BATCH = 1  # (tag, [idx...], batch): a full batch (idx: every datapoint it holds)
+_R_DROPPED = 2  # (tag, [idx...]): datapoints map_func dropped (batching)
+_R_LEFTOVER = 3  # (tag, [idx...], [dp...]): a partial batch, unstacked (flush)
+_R_ORDERED = 4  # (tag, batch_id, idxs, batch | None)
+
+_MAX_ATTEMPTS = 3
+
+
+class _MapJob(Job):
+    """A map worker: apply ``map_func`` to the datapoints it is sent (and batch, if asked)."""
+
+    def __init__(self, map_func: Any, batch_size: int = 0, who: str = "") -> None:
+        self.map_func = map_func  # the function, or its pickle
+        self.batch_size = batch_size
+        self.who = who
+
+    def run(self, io: Any) -> None:
+        f = pickle.loads(self.map_func) if isinstance(self.map_func, bytes) else self.map_func
+        put = io.put
+        get = io.get_task
+        waiting = io.consumer_waiting
+        bs = self.batch_size
+        who = self.who
+        part_idx: list[int] = []
+        part: list[Any] = []
+        flush = io.flush
+        while True:
+            task = get()
+            tag = task[0]
+            if tag == _T_RANGE or tag == _T_AT:
+                if tag == _T_RANGE:
+                    idxs: Any = range(task[1], task[1] + len(task[2]))
+                else:
+                    idxs = task[1]
+                dps = task[2]
+                if not bs:
+                    results: list[Any] = []
+                    any_none = False
+                    done = 0
+                    for dp in dps:
+                        out = f(dp)
+                        if out is None:
+                            any_none = True
+                        results.append(out)
+                        if waiting() and len(results) < len(dps) - done:
+                            # The consumer starves: hand over what is ready.
+                            n = len(results)
+                            put((_R_CHUNK, idxs[done : done + n], results, any_none))
+                            flush()
+                            done += n
+                            results, any_none = [], False
+                    if results:
+                        put((_R_CHUNK, idxs[done:], results, any_none))
+                    flush()  # results held here would count against the consumer's budget
+                    continue
+                dropped = []
+                for idx, dp in zip(idxs, dps):
+                    out = f(dp)
+                    if out is None:
+                        dropped.append(idx)
+                        continue
+                    part_idx.append(idx)
+                    part.append(out)
+                    if len(part) == bs:
+                        put((_R_BATCH, part_idx, aggregate_batch(part, who=who)))
+                        part_idx, part = [], []
+                if dropped:
+                    put((_R_DROPPED, dropped))
+                flush()
+            elif tag == _T_BATCH:
+                _, batch_id, first, dps = task
+                outs = [f(dp) for dp in dps]
+                idxs = range(first, first + len(dps))
+                if any(out is None for out in outs):
+                    put((_R_ORDERED, batch_id, idxs, None))
+                else:
+                    put((_R_ORDERED, batch_id, idxs, aggregate_batch(outs, who=who)))
+                flush()
+            elif tag == _T_FLUSH:
+                put((_R_LEFTOVER, part_idx, part))
+                part_idx, part = [], []
+                flush()
+
+
+class _ParallelMap(PoolOwner, ProxyDataFlow):
+    """The consumer side shared by every parallel map (see the module doc)."""
+
+    reentrant = False
+    _batch_size = 0  # MapAndBatch: datapoints per batch
+    _remainder = False
+
+    def _init_map(
+        self,
+        who: str,
+        ds: DataFlow,
+        num_workers: object,
+        map_func: object,
+        buffer_size: object,
+        strict: object,
+        ordered: object,
+        seed: object,
+        start_method: object,
+        restart_workers: object,
+        kind: str,
+    ) -> None:
+        self.ds = check_dataflow(ds, who)
+        if num_workers is None:
+            num_workers = default_workers()
+        arg = "num_thread" if kind == "thread" else "num_proc"
+        self._num_workers = check_count(num_workers, who, arg)
+        if map_func is None or not callable(map_func):
+            raise DataFlowArgumentError(
+                f"{who}: map_func must be a callable (datapoint -> datapoint or None), "
+                f"got {type(map_func).__name__}"
+            )
+        self.map_func = map_func
+        self._buffer_size = check_count(buffer_size, who, "buffer_size")
+        self._strict = check_flag(strict, who, "strict")
+        self._ordered = check_flag(ordered, who, "ordered")
+        self._restart = check_flag(restart_workers, who, "restart_workers")
+        if self._restart and kind == "thread":
+            raise DataFlowArgumentError(f"{who}: restart_workers applies to worker processes only")
+        self._init_owner(who, seed, start_method, kind)
+        self._job: Any = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def reset_state(self) -> None:
+        self.ds.reset_state()
+        self._prepare()
+        self._ensure_pool()
+
+    def _prepare(self) -> None:
+        if self._job is None:
+            func = self._payload(self.map_func, "map_func")
+            self._job = _MapJob(func, self._batch_size if not self._ordered else 0, self._who)
+
+    def _make_pool(self) -> ProcessPool | ThreadPool:
+        self._prepare()
+        if self._kind == "thread":
+            jobs: list[Job] = [self._job for _ in range(self._num_workers)]
+            return ThreadPool(name=self._who, jobs=jobs, seed=self._stage_seed())
+        job = self._job if self._start_method == "fork" else pickle.dumps(self._job, protocol=5)
+        return ProcessPool(
+            name=self._who,
+            job=job,
+            num_workers=self._num_workers,
+            method=self._start_method,  # type: ignore[arg-type]
+            seed=self._stage_seed(),
+            position=self._position(),
+            task_ring_bytes=8 << 20,
+        )
+
+    def _on_new_pool(self) -> None:
+        n = self._num_workers
+        self._it: Iterator | None = None  # the upstream pass being dispatched
+        self._it_yielded = 0  # datapoints the current upstream pass has given
+        self._exhausted = False  # strict: the pass's upstream is fully dispatched
+        self._stream_over = False  # non-strict: the upstream will give nothing more
+        self._next_idx = 0  # every dispatched datapoint gets the next index
+        self._pass_start = 0  # indices below belong to an abandoned pass
+        self._load = [0] * n  # datapoints in flight per worker
+        self._sent: list[dict[int, Any]] = [{} for _ in range(n)]  # restart_workers: the data
+        self._attempts: dict[int, int] = {}
+        self._current = 0  # datapoints of the current pass in flight
+        self._outstanding = 0  # all datapoints in flight
+        self._results: dict[int, Any] = {}  # ordered: finished results by index
+        self._next_out = 0  # ordered: the index to yield next
+        self._batch_tasks: dict[int, tuple] = {}  # ordered batches: batch_id -> task
+        self._carry: list[Any] = []  # non-strict: outputs beyond the last pass's length
+        self._leftovers: list[Any] = []  # strict batching: partial batches at the pass end
+        self._flushed = False
+        self._deal = 0
+        # With a seed (this map's or the global one) and ordered output, work is dealt to the
+        # workers in a fixed order, so that a random map_func gives reproducible output.
+        self._deal_in_turn = self._ordered and self._stage_seed() is not None
+
+    def _length(self) -> int | None:
+        try:
+            return len(self)
+        except (LengthUnknownError, NotImplementedError):
+            return None
+
+    def __iter__(self) -> Iterator:
+        pool = self._ensure_pool()
+        try:
+            if self._strict:
+                yield from self._strict_pass(pool)
+            else:
+                yield from self._stream_pass(pool, self._length())
+        except GeneratorExit:
+            raise
+        except BaseException:
+            self._teardown()
+            raise
+
+    # -- dispatch ----------------------------------------------------------------------------
+    def _capacity(self) -> int:
+        budget = self._buffer_size
+        if self._batch_size and not self._ordered:
+            # Each worker may hold a partial batch: give each room for two batches, so that a
+            # worker whose partial batch waits for more datapoints is always topped up.
+            budget = max(budget, 2 * self._num_workers * self._batch_size)
+        return budget
+
+    def _budget(self) -> int:
+        if self._ordered:
+            return self._capacity() - (self._next_idx - self._next_out)
+        return self._capacity() - self._outstanding
+
+    def _pull(self, k: int) -> list[Any]:
+        """Up to ``k`` upstream datapoints (fewer only at the end of the upstream)."""
+        dps: list[Any] = []
+        while len(dps) < k:
+            if self._it is None:
+                if self._strict or self._stream_over:
+                    return dps
+                self._it = iter(self.ds)
+                self._it_yielded = 0
+            before = len(dps)
+            try:
+                dps.extend(itertools.islice(self._it, k - before))
+            except DataFlowTerminated:
+                self._it = None
+                self._exhausted = self._stream_over = True
+                return dps
+            finally:
+                self._it_yielded += len(dps) - before
+            if len(dps) < k:  # the upstream pass ended
+                self._it = None
+                if self._strict:
+                    self._exhausted = True
+                    return dps
+                if self._it_yielded == 0:
+                    self._stream_over = True  # an empty pass: repeating it gives nothing
+                    return dps
+        return dps
+
+    def _fill(self, pool: Any) -> None:
+        """Send upstream datapoints to the workers, up to ``buffer_size`` in flight.
+
+        A worker is topped up only once it is down to half its share, with one message that
+        refills it: fewer, larger messages mean fewer wake-ups of sleeping workers.
+        """
+        budget = self._budget()
+        if budget <= 0 or self._exhausted or self._stream_over:
+            return
+        n = self._num_workers
+        if self._batch_size and self._ordered:
+            bs = self._batch_size
+            while budget >= bs:
+                dps = self._pull(bs)
+                if not dps:
+                    return
+                self._dispatch_batch(pool, self._pick_worker(), self._next_idx, dps)
+                self._account(len(dps))
+                budget -= len(dps)
+                if len(dps) < bs:
+                    return
+            return
+        share = max(1, self._capacity() // n)
+        if self._deal_in_turn:
+            # Deterministic dealing: fixed-size chunks, workers in turn.
+            chunk = max(1, share // 2)
+            while budget >= chunk or (budget > 0 and self._exhausted):
+                w = self._deal % n
+                if self._load[w] + chunk > share:
+                    return
+                dps = self._pull(min(chunk, budget))
+                if not dps:
+                    return
+                self._deal += 1
+                self._dispatch(pool, w, self._next_idx, dps)
+                self._account(len(dps))
+                budget -= len(dps)
+                if len(dps) < chunk:
+                    return
+            return
+        load = self._load
+        for w in sorted(range(n), key=load.__getitem__):
+            if load[w] > share // 2:
+                break
+            k = min(share - load[w], budget)
+            if k <= 0:
+                break
+            dps = self._pull(k)
+            if not dps:
+                return
+            self._dispatch(pool, w, self._next_idx, dps)
+            self._account(len(dps))
+            budget -= len(dps)
+            if len(dps) < k:
+                return
+
+    def _account(self, k: int) -> None:
+        self._next_idx += k
+        self._outstanding += k
+        self._current += k
+
+    def _pick_worker(self) -> int:
+        if self._deal_in_turn:
+            w = self._deal % self._num_workers
+            self._deal += 1
+            return w
+        load = self._load
+        return load.index(min(load))
+
+    def _dispatch(self, pool: Any, w: int, first: int, dps: list[Any]) -> None:
+        pool.send(w, (_T_RANGE, first, dps))
+        self._load[w] += len(dps)
+        if self._restart:
+            self._sent[w].update(zip(range(first, first + len(dps)), dps))
+        if self._flushed:
+            pool.send(w, (_T_FLUSH,))
+
+    def _dispatch_batch(self, pool: Any, w: int, first: int, dps: list[Any]) -> None:
+        task = (_T_BATCH, first, first, dps)
+        self._batch_tasks[first] = task
+        pool.send(w, task)
+        self._load[w] += len(dps)
+        if self._restart:
+            self._sent[w].update(zip(range(first, first + len(dps)), dps))
+
+    # -- receiving ---------------------------------------------------------------------------
+    def _finished(self, w: int, idxs: Any) -> bool:
+        """Account for datapoints done by ``w``; False if they belong to an abandoned pass."""
+        k = len(idxs)
+        if not k:
+            return False
+        self._load[w] -= k
+        self._outstanding -= k
+        if self._restart:
+            sent = self._sent[w]
+            for idx in idxs:
+                sent.pop(idx, None)
+        first = idxs[0] if isinstance(idxs, range) else min(idxs)
+        if first >= self._pass_start:
+            self._current -= k
+            return True
+        fresh = sum(1 for idx in idxs if idx >= self._pass_start)
+        if fresh:  # pragma: no cover - passes are kept apart (see _strict_pass)
+            self._current -= fresh
+            logger.warning(
+                "%s: dropped %d datapoints mixed with an abandoned pass", self._who, fresh
+            )
+        return False
+
+    def _collect(self, pool: Any) -> list[Any]:
+        """Receive one message; return the outputs it makes ready (in yield order)."""
+        w, kind, payload = pool.recv()
+        if kind == DIED:
+            self._on_death(pool, w, payload)
+            return []
+        if kind == DONE:  # pragma: no cover - map workers never finish by themselves
+            raise WorkerDied(f"{pool.describe(w)} stopped unexpectedly", worker=pool.describe(w))
+        if kind != DATA:
+            return []
+        out: list[Any] = []
+        for result in payload:
+            tag = result[0]
+            if tag == _R_CHUNK:
+                _, idxs, values, any_none = result
+                if not self._finished(w, idxs):
+                    continue
+                if self._ordered:
+                    self._results.update(zip(idxs, values))
+                elif not any_none:
+                    out.extend(values)
+                elif self._strict:
+                    raise self._none_error(idxs[[v is None for v in values].index(True)])
+                else:
+                    out.extend(v for v in values if v is not None)
+            elif tag == _R_BATCH:
+                _, idxs, batch = result
+                if self._finished(w, idxs):
+                    out.append(batch)
+            elif tag == _R_DROPPED:
+                if self._finished(w, result[1]) and self._strict:
+                    raise self._none_error(result[1][0])
+            elif tag == _R_LEFTOVER:
+                _, idxs, dps = result
+                if self._finished(w, idxs):
+                    self._leftovers.extend(dps)
+            elif tag == _R_ORDERED:
+                _, batch_id, idxs, batch = result
+                self._batch_tasks.pop(batch_id, None)
+                if not self._finished(w, idxs):
+                    continue
+                if batch is None:
+                    raise DatapointError(
+                        f"{self._who}: map_func returned None for a datapoint of the batch that "
+                        f"starts at datapoint #{batch_id - self._pass_start} of the pass; with "
+                        "ordered=True every datapoint must map to one (batches would no longer "
+                        "match BatchData(MapData(...)))"
+                    )
+                self._results[batch_id] = (len(idxs), batch)
+        if self._ordered:
+            out.extend(self._ordered_ready())
+        return out
+
+    def _ordered_ready(self) -> list[Any]:
+        out = []
+        results = self._results
+        if self._batch_size:
+            while self._next_out in results:
+                n, batch = results.pop(self._next_out)
+                self._next_out += n
+                if n == self._batch_size or self._remainder:
+                    out.append(batch)
+            return out
+        pop = results.pop
+        nxt = self._next_out
+        while nxt in results:
+            value = pop(nxt)
+            if value is not None:
+                out.append(value)
+            elif self._strict:
+                self._next_out = nxt
+                raise self._none_error(nxt)
+            nxt += 1
+        self._next_out = nxt
+        return out
+
+    def _none_error(self, idx: int) -> DatapointError:
+        return DatapointError(
+            f"{self._who}: map_func returned None for datapoint #{idx - self._pass_start} of the "
+            "pass; with strict=True every datapoint must map to one (filter before the map, or "
+            "use strict=False, where None drops the datapoint)"
+        )
+
+    def _on_death(self, pool: Any, w: int, exitcode: int | None) -> None:
+        if not self._restart:
+            raise pool.died_error(w, exitcode)
+        lost = sorted(self._sent[w].items())
+        for idx, _ in lost:
+            self._attempts[idx] = self._attempts.get(idx, 0) + 1
+            if self._attempts[idx] >= _MAX_ATTEMPTS:
+                err = pool.died_error(w, exitcode)
+                raise WorkerDied(
+                    f"{err} -- workers died {_MAX_ATTEMPTS} times while datapoint "
+                    f"#{idx - self._pass_start} was in flight; giving up",
+                    worker=err.worker,
+                    exitcode=exitcode,
+                )
+        self._sent[w] = {}
+        self._load[w] = 0
+        pool.restart(w)
+        stale = [idx for idx, _ in lost if idx < self._pass_start]
+        self._outstanding -= len(stale)  # an abandoned pass needs them no more
+        lost = [(idx, dp) for idx, dp in lost if idx >= self._pass_start]
+        if self._batch_size and self._ordered:
+            lost_ids = {idx for idx, _ in lost}
+            for _, task in sorted(self._batch_tasks.items()):
+                if task[2] in lost_ids:
+                    v = self._pick_worker()
+                    pool.send(v, task)
+                    self._load[v] += len(task[3])
+                    self._sent[v].update(zip(range(task[2], task[2] + len(task[3])), task[3]))
+            return
+        share = max(1, self._capacity() // self._num_workers)
+        for start in range(0, len(lost), share):
+            part = lost[start : start + share]
+            v = self._pick_worker()
+            pool.send(v, (_T_AT, [idx for idx, _ in part], [dp for _, dp in part]))
+            self._load[v] += len(part)
+            self._sent[v].update(part)
+            if self._flushed:
+                pool.send(v, (_T_FLUSH,))
+
+    # -- passes ------------------------------------------------------------------------------
+    def _strict_pass(self, pool: Any) -> Iterator:
+        # Leave an abandoned pass behind: its results in flight are dropped when they arrive.
+        self._pass_start = self._next_idx
+        self._next_out = self._next_idx
+        self._results.clear()
+        self._batch_tasks.clear()
+        self._current = 0
+        self._leftovers = []
+        self._flushed = False
+        if self._batch_size and not self._ordered and self._outstanding:
+            # Workers still hold datapoints of the abandoned pass (queued, or in a partial batch):
+            # have them hand all of those over (and drop them) before any datapoint of this pass
+            # can join a batch.
+            for w in range(self._num_workers):
+                pool.send(w, (_T_FLUSH,))
+            while self._outstanding:
+                self._collect(pool)
+        self._it = iter(self.ds)
+        self._exhausted = False
+        while True:
+            if not self._exhausted:
+                self._fill(pool)
+            if self._exhausted and self._batch_size and not self._ordered and not self._flushed:
+                self._flushed = True
+                for w in range(self._num_workers):
+                    pool.send(w, (_T_FLUSH,))
+            if self._exhausted and self._current == 0:
+                break
+            out = self._collect(pool)
+            if out:
+                yield from out
+        if self._leftovers:
+            yield from self._leftover_batches()
+
+    def _leftover_batches(self) -> Iterator:
+        rest, self._leftovers = self._leftovers, []
+        bs = self._batch_size
+        end = len(rest) if self._remainder else len(rest) - len(rest) % bs
+        for start in range(0, end, bs):
+            yield aggregate_batch(rest[start : start + bs], who=self._who)
+
+    def _stream_pass(self, pool: Any, size: int | None) -> Iterator:
+        remaining = math.inf if size is None else size
+        while remaining > 0:
+            if self._carry:
+                out, self._carry = self._carry, []
+            else:
+                self._fill(pool)
+                if self._stream_over and self._outstanding == 0 and not self._results:
+                    return
+                out = self._collect(pool)
+            if len(out) > remaining:
+                self._carry = out[int(remaining) :]
+                out = out[: int(remaining)]
+            remaining -= len(out)
+            yield from out
+
+
+class MultiThreadMapData(_ParallelMap):
+    """``MapData`` with ``map_func`` running in ``num_thread`` threads (see the module doc).
+
+    Threads share the GIL: this pays off when ``map_func`` releases it (I/O, numpy, OpenCV, PIL).
+    The threads start in the process that resets the flow, so ``MultiProcessRunnerZMQ(
+    MultiThreadMapData(...), 1)`` moves them out of the training process.
+    ``len()`` is ``len(ds)``.
+    """
+
+    def __init__(
+        self,
+        ds: DataFlow,
+        num_thread: int | None = None,
+        map_func: Callable[[Any], Any] | None = None,
+        buffer_size: int = 200,
+        strict: bool = False,
+        *,
+        ordered: bool = False,
+        seed: int | None = None,
+    ) -> None:
+        """
+        Args:
+            ds: the upstream flow (iterated in the consumer).
+            num_thread: number of threads (default: the number of usable CPUs).
+            map_func: datapoint -> datapoint, or ``None`` to drop it.
+            buffer_size: datapoints in flight at most.
+            strict: each pass is exactly one upstream pass (see the module doc).
+            ordered: yield in input order.
+            seed: seed for the threads' flows' streams (see the module doc).
+        """
+        who = "MultiThreadMapData"
+        self._init_map(
+            who,
+            ds,
+            num_thread,
+            map_func,
+            buffer_size,
+            strict,
+            ordered,
+            seed,
+            None,
+            False,
+            "thread",
+        )
+        self.num_thread = self._num_workers
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+
+class MultiProcessMapData(_ParallelMap):
+    """``MapData`` with ``map_func`` running in ``num_proc`` processes (see the module doc).
+
+    Datapoints go to the workers and back through shared memory (numpy arrays copied once each
+    way). ``len()`` is ``len(ds)``. Example::
+
+        ds = MultiProcessMapData(DataFromList(paths), 8, load_and_augment, strict=True)
+    """
+
+    def __init__(
+        self,
+        ds: DataFlow,
+        num_proc: int | None = None,
+        map_func: Callable[[Any], Any] | None = None,
+        buffer_size: int = 200,
+        strict: bool = False,
+        *,
+        ordered: bool = False,
+        start_method: str | None = None,
+        restart_workers: bool = False,
+        seed: int | None = None,
+    ) -> None:
+        """
+        Args:
+            ds: the upstream flow (iterated in the consumer).
+            num_proc: number of worker processes (default: the number of usable CPUs).
+            map_func: datapoint -> datapoint, or ``None`` to drop it.
+            buffer_size: datapoints in flight at most.
+            strict: each pass is exactly one upstream pass (see the module doc).
+            ordered: yield in input order.
+            start_method: ``"fork"``, ``"forkserver"``, ``"spawn"`` or ``None`` (the default).
+            restart_workers: replace dead workers and resend what they held.
+            seed: seed for the workers' global generators (see the module doc).
+        """
+        who = type(self).__name__
+        self._init_map(
+            who,
+            ds,
+            num_proc,
+            map_func,
+            buffer_size,
+            strict,
+            ordered,
+            seed,
+            start_method,
+            restart_workers,
+            "process",
+        )
+        self.num_proc = self._num_workers
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+
+class MultiProcessMapAndBatchData(_ParallelMap):
+    """Map with ``map_func`` in ``num_proc`` processes and batch there too.
+
+    Outputs are batches of ``batch_size`` mapped datapoints, stacked as ``BatchData`` stacks them
+    (``use_list=False``), built in the workers so that stacking costs the consumer nothing. As in
+    tensorpack, a batch holds whatever datapoints its worker mapped (in any order, possibly from
+    consecutive upstream passes); ``map_func`` returning ``None`` drops the datapoint.
+
+    ``len()`` is ``len(ds) // batch_size`` (plus one for a final partial batch with
+    ``strict=True, remainder=True``); tensorpack's version had no length and never ended a pass.
+    With ``strict=True`` each pass batches exactly one upstream pass (the workers' partial batches
+    are merged at the end of the pass; the last partial batch is yielded only with
+    ``remainder=True``). With ``ordered=True`` the output equals ``BatchData(MapData(ds,
+    map_func), batch_size, remainder)`` (``map_func`` must then never return ``None``).
+    ``buffer_size`` (default ``batch_size * 10``) bounds the datapoints in flight, and is raised to
+    ``2 * num_proc * batch_size`` if smaller, so that no worker starves with a partial batch.
+    """
+
+    def __init__(
+        self,
+        ds: DataFlow,
+        num_proc: int,
+        map_func: Callable[[Any], Any],
+        batch_size: int,
+        buffer_size: int | None = None,
+        *,
+        strict: bool = False,
+        remainder: bool = False,
+        ordered: bool = False,
+        start_method: str | None = None,
+        restart_workers: bool = False,
+        seed: int | None = None,
+    ) -> None:
+        """
+        Args:
+            ds: the upstream flow (iterated in the consumer).
+            num_proc: number of worker processes.
+            map_func: datapoint -> datapoint, or ``None`` to drop it.
+            batch_size: datapoints per batch.
+            buffer_size: datapoints in flight at most (default ``batch_size * 10``).
+            strict: each pass batches exactly one upstream pass.
+            remainder: with ``strict`` or ``ordered``, also yield the last, smaller batch.
+            ordered: batches in input order, equal to ``BatchData(MapData(...))``.
+            start_method, restart_workers, seed: as in :class:`MultiProcessMapData`.
+        """
+        who = type(self).__name__
+        batch_size = check_count(batch_size, who, "batch_size")
+        if buffer_size is None:
+            buffer_size = batch_size * 10
+        self._init_map(
+            who,
+            ds,
+            num_proc,
+            map_func,
+            buffer_size,
+            strict,
+            ordered,
+            seed,
+            start_method,
+            restart_workers,
+            "process",
+        )
+        if self._buffer_size < batch_size:
+            raise DataFlowArgumentError(
+                f"{who}: buffer_size ({self._buffer_size}) must be at least batch_size ({batch_size})"
+            )
+        self.num_proc = self._num_workers
+        self.batch_size = batch_size
+        self._batch_size = batch_size
+        self._remainder = check_flag(remainder, who, "remainder")
+
+    def __len__(self) -> int:
+        n = len(self.ds)
+        if (self._strict or self._ordered) and self._remainder:
+            return -(-n // self.batch_size)
+        return n // self.batch_size
+
+
+# tensorpack's names
+MultiProcessMapDataZMQ = MultiProcessMapData
+MultiProcessMapAndBatchDataZMQ = MultiProcessMapAndBatchData
