@@ -650,9 +650,6 @@ class MultiThreadMapData(_ParallelMap):
         )
         self.num_thread = self._num_workers
 
-    def __len__(self) -> int:
-        return len(self.ds)
-
 
 class MultiProcessMapData(_ParallelMap):
     """``MapData`` with ``map_func`` running in ``num_proc`` processes (see the module doc).
@@ -703,9 +700,6 @@ class MultiProcessMapData(_ParallelMap):
             "process",
         )
         self.num_proc = self._num_workers
-
-    def __len__(self) -> int:
-        return len(self.ds)
 
 
 class MultiProcessMapAndBatchData(_ParallelMap):
