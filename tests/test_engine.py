@@ -557,3 +557,26 @@ def _take_n(ds, n):
     out = [next(it) for _ in range(n)]
     it.close()
     return out
+
+
+def test_empty_ring_accepts_a_record_larger_than_its_write_offset():
+    """Regression: an empty ring whose write position was past 1 MiB tried to jump back to its
+    start even when the record (bigger than that offset) did not fit there; try_write then failed
+    forever and a parallel map hung with tasks stuck in the consumer's outbox."""
+    seg = SharedSegment(Ring.bytes_needed(8 << 20))
+    try:
+        producer, consumer = Ring(seg.buf), Ring(seg.buf)
+        first = encode(np.zeros(1_163_000, dtype=np.uint8))
+        assert producer.try_write(first)
+        ok, _ = consumer.read()
+        assert ok  # the ring is empty again, its write position about 1.1 MiB in
+        bigger = encode(np.arange(1_200_000, dtype=np.uint32).astype(np.uint8))
+        assert bigger.size > producer._wpos % producer.cap > (1 << 20)
+        assert producer.try_write(bigger)
+        ok, value = consumer.read()
+        assert ok and np.array_equal(value, np.arange(1_200_000, dtype=np.uint32).astype(np.uint8))
+        del value
+        producer.release()
+        consumer.release()
+    finally:
+        seg.close()

@@ -537,8 +537,11 @@ class Ring:
         skip = 0
         if off + size > self.cap:
             skip = self.cap - off
-        elif used == 0 and off > _JUMP_BACK_BYTES:
-            skip = self.cap - off  # the ring is empty: go back to its (warm) start
+        elif used == 0 and off > _JUMP_BACK_BYTES and off >= size:
+            # The ring is empty: go back to its (warm) start, but only where the record fits
+            # there (skip + size <= cap). Without the size check an empty ring refused, forever,
+            # a record larger than the offset, and a worker starved for a task it never got.
+            skip = self.cap - off
         if self.cap - used < skip + size:
             self.hdr[_P_NEED] = skip + size
             return -1
