@@ -58,6 +58,9 @@ def test_demo_runs_and_reports_every_stage():
         rate = float(line.split()[-2].replace(",", ""))
         assert rate > 0
     assert "the most expensive stage is" in out
+    # the same pipeline, decode + augment in 2 worker processes, ran to the end (no hang)
+    parallel = [line for line in out.splitlines() if "parallel: the same in 2 worker" in line]
+    assert len(parallel) == 1 and float(parallel[0].split()[-1].rstrip("x")) > 0
     # the progress bar (tqdm writes to stderr) ran over the whole pipeline
     assert "it/s" in result.stderr or "s/it" in result.stderr
 

@@ -102,12 +102,29 @@ def _image_stages(args: argparse.Namespace) -> list[tuple[str, Callable]]:
     def batched():
         return BatchData(augmented(), args.batch_size, remainder=True)
 
-    return [
+    def in_workers():
+        # The same decode + augment, run in worker processes by one parallel map.
+        from .parallel_map import MultiProcessMapData
+
+        augmentors = imgaug.AugmentorList(
+            [imgaug.GoogleNetRandomCropAndResize(target_shape=crop), imgaug.Flip(horiz=True)]
+        )
+
+        def decode_and_augment(dp: list) -> list:
+            return [augmentors.augment(imdecode(dp[0])), dp[1]]
+
+        mapped = MultiProcessMapData(source(), num_proc=args.workers, map_func=decode_and_augment)
+        return BatchData(mapped, args.batch_size, remainder=True)
+
+    stages = [
         ("source: DataFromList (JPEG bytes)", source),
         ("map: imdecode", decoded),
         (f"augment: random crop {crop} + flip", augmented),
         (f"batch: BatchData({args.batch_size})", batched),
     ]
+    if args.workers > 0:
+        stages.append((f"parallel: the same in {args.workers} worker processes", in_workers))
+    return stages
 
 
 def _array_stages(args: argparse.Namespace) -> list[tuple[str, Callable]]:
@@ -170,28 +187,36 @@ def _time_pipeline(df, datapoints_per_item: int) -> tuple[int, float]:
 def run_demo(args: argparse.Namespace) -> int:
     from .common import RepeatedData, TestDataSpeed
 
-    kind, stages = _demo_stages(args)
+    kind, all_stages = _demo_stages(args)
+    stages = [stage for stage in all_stages if not stage[0].startswith("parallel")]
+    parallel = [stage for stage in all_stages if stage[0].startswith("parallel")]
     print(
         f"dataflow demo: {args.size} generated {kind}, {args.image_size} px wide, "
         f"{len(stages)} stages, {args.epochs} epoch(s)"
     )
-    full = RepeatedData(stages[-1][1](), args.epochs)
+    # The progress bar runs the fastest variant: in workers when there are some.
+    full = RepeatedData((parallel or stages)[-1][1](), args.epochs)
     with full:
         TestDataSpeed(full, size=len(full)).start()
 
-    rates: list[StageRate] = []
-    for name, build in stages:
-        per_item = args.batch_size if name.startswith("batch") else 1
+    def measure(name: str, build: Callable) -> StageRate:
+        per_item = args.batch_size if name.startswith(("batch", "parallel")) else 1
         count, seconds = _time_pipeline(build(), per_item)
-        rates.append(StageRate(name, count, seconds))
+        return StageRate(name, count, seconds)
+
+    rates = [measure(name, build) for name, build in stages]
 
     print("\nper-stage throughput (pipeline up to and including the stage):")
-    print(f"  {'stage':<34} {'datapoints/s':>14} {'us/datapoint added':>20}")
+    print(f"  {'stage':<42} {'datapoints/s':>14} {'us/datapoint added':>20}")
     previous = 0.0
     for rate in rates:
         cost = 1e6 / rate.per_second
-        print(f"  {rate.name:<34} {rate.per_second:>14,.0f} {cost - previous:>20.2f}")
+        print(f"  {rate.name:<42} {rate.per_second:>14,.0f} {cost - previous:>20.2f}")
         previous = cost
+    for name, build in parallel:
+        rate = measure(name, build)
+        speedup = rate.per_second / rates[-1].per_second
+        print(f"  {rate.name:<42} {rate.per_second:>14,.0f} {speedup:>19.2f}x")
     slowest = max(
         range(len(rates)),
         key=lambda i: (1e6 / rates[i].per_second) - (1e6 / rates[i - 1].per_second if i else 0.0),
@@ -1207,6 +1232,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--size", type=_positive_int, default=1000, help="number of images")
     demo.add_argument("--image-size", type=_positive_int, default=320, help="image width in pixels")
+    demo.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="worker processes for the parallel variant of the pipeline (0: skip it)",
+    )
     demo.add_argument("--crop", type=_positive_int, default=112, help="side of the random crop")
     demo.add_argument("--batch-size", type=_positive_int, default=64, help="batch size")
     demo.add_argument("--epochs", type=_positive_int, default=2, help="passes for the progress bar")
