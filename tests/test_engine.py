@@ -351,6 +351,7 @@ def test_ctrl_c_raises_keyboard_interrupt_in_the_consumer_and_stops_workers(tmp_
         """
         import multiprocessing
         try:
+            print("ready", flush=True)  # inside the try: Ctrl-C from now on lands here
             while True:
                 next(r); next(m)
         except KeyboardInterrupt:
@@ -369,6 +370,7 @@ def test_ctrl_c_raises_keyboard_interrupt_in_the_consumer_and_stops_workers(tmp_
     try:
         pids = [int(p) for p in proc.stdout.readline().split()]
         assert len(pids) == 4
+        assert proc.stdout.readline().strip() == "ready"
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: every process of the group
         out, _ = proc.communicate(timeout=20)
         assert proc.returncode == 3
