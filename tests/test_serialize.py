@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import dataflow._lmdb_seal as seal
 import dataflow._tfrecord as tfrecord
 import dataflow.serialize as ser
 from dataflow import codec
@@ -600,25 +601,128 @@ def test_fuzz_random_bytes_give_format_error(kind, blob):
             read_all(kind, path)
 
 
+# Records over ~2 KB live in LMDB overflow pages: data only, outside the structure's checksum.
+BIG_ROWS = [[i, np.full(3000 + 500 * i, i, np.uint8), f"big{i}"] for i in range(6)]
+_BIG_FILE: list[bytes] = []
+
+
+def big_lmdb() -> bytes:
+    if not _BIG_FILE:
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "big")
+            LMDBSerializer.save(DataFromList(BIG_ROWS, shuffle=False), path)
+            _BIG_FILE.append(Path(path).read_bytes())
+    return _BIG_FILE[0]
+
+
+def read_lmdb_blob(blob: bytes, verify: bool) -> list:
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "f")
+        Path(path).write_bytes(blob)
+        return list(LMDBSerializer.load(path, shuffle=False, verify=verify))
+
+
 @settings(FUZZ, max_examples=100)
 @given(st.data())
-def test_fuzz_damaged_lmdb_records_give_format_error_or_a_datapoint(data):
-    # LMDB has no checksums: a damaged value decodes to an error or to some datapoint (the codec
-    # guarantees no other outcome). Damage inside LMDB's own page structure is not checked: the
-    # library trusts it (see format.py).
-    msgs = [codec.dumps(dp) for dp in FUZZ_ROWS]
-    victim = data.draw(st.integers(0, len(msgs)))  # == len: the header record
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "f.lmdb")
-        env = lmdb.open(path, subdir=False, lock=False)
-        with env.begin(write=True) as txn:
-            for i, msg in enumerate(msgs):
-                txn.put(b"%08d" % i, flip_bits(msg, data) if i == victim else msg)
-            header = codec.encode_header("lmdb", len(msgs))
-            txn.put(b"__dataflow__", flip_bits(header, data) if victim == len(msgs) else header)
+def test_fuzz_damaged_lmdb_overflow_records(data):
+    # Damage inside a large record's bytes: verify=True gives FormatError naming the record;
+    # without it, FormatError or a well-formed datapoint (the codec allows no other outcome).
+    blob = big_lmdb()
+    victim = data.draw(st.integers(0, len(BIG_ROWS) - 1))
+    msg = codec.dumps(BIG_ROWS[victim])
+    at = blob.index(msg)
+    damaged = blob[:at] + flip_bits(msg, data) + blob[at + len(msg) :]
+    with pytest.raises(FormatError, match=f"{victim:08d}"):
+        read_lmdb_blob(damaged, verify=True)
+    try:
+        got = read_lmdb_blob(damaged, verify=False)
+    except FormatError:
+        return
+    assert len(got) == len(BIG_ROWS) and all(isinstance(dp, list) for dp in got)
+
+
+@settings(FUZZ, max_examples=100)
+@given(st.data())
+def test_fuzz_bit_flips_in_a_sealed_lmdb_with_verify_give_format_error_or_the_data(data):
+    blob = flip_bits(big_lmdb(), data)
+    try:
+        got = read_lmdb_blob(blob, verify=True)
+    except FormatError:
+        return
+    assert_same(BIG_ROWS, got)
+
+
+def test_lmdb_seal_lists_exactly_the_pages_lmdb_reads(tmp_path: Path):
+    # Several transactions (branch pages, pages freed and reused), small and overflow records.
+    rows = [[i, np.full(10 if i % 7 else 3000, i % 250, np.uint8)] for i in range(3000)]
+    path = str(tmp_path / "s.lmdb")
+    LMDBSerializer.save(DataFromList(rows, shuffle=False), path, write_frequency=300)
+    size = os.path.getsize(path)
+    assert size % 4096 != 0  # a sealed file is never a whole number of pages
+    found = seal.check_seal(path, path)
+    assert found is not None and found.count == len(rows)
+    # the walk over the sealed file's LMDB part (a copy, trimmed of the seal) finds the pages
+    # lmdb counts: both meta pages, every branch and leaf page
+    bare = str(tmp_path / "bare.lmdb")
+    Path(bare).write_bytes(Path(path).read_bytes()[: found.data_len])
+    psize, data_len, pages = seal.structural_pages(bare)
+    env = lmdb.open(bare, subdir=False, readonly=True, lock=False)
+    try:
+        stat = env.stat()
+        assert psize == stat["psize"] == found.psize and data_len == found.data_len
+        assert stat["branch_pages"] > 0 and stat["overflow_pages"] > 0
+        assert len(pages) == 2 + stat["branch_pages"] + stat["leaf_pages"]
+        assert (env.info()["last_pgno"] + 1) * psize <= data_len
+    finally:
         env.close()
-        try:
-            got = read_all("lmdb", path)
-        except FormatError:
-            return
-    assert len(got) == len(FUZZ_ROWS)
+    assert_same(rows, list(LMDBSerializer.load(path, shuffle=False, verify=True)))
+    assert sorted(dp[0] for dp in LMDBSerializer.load(path, verify=True)) == list(range(3000))
+
+
+@pytest.mark.timeout(120)
+def test_lmdb_damage_to_any_structural_page_is_a_format_error(tmp_path: Path):
+    rows = [[i, np.full(10 if i % 7 else 3000, i % 250, np.uint8)] for i in range(2000)]
+    path = tmp_path / "s.lmdb"
+    LMDBSerializer.save(DataFromList(rows, shuffle=False), str(path), write_frequency=300)
+    blob = path.read_bytes()
+    found = seal.check_seal(str(path), str(path))
+    bare = tmp_path / "bare.lmdb"
+    bare.write_bytes(blob[: found.data_len])
+    psize, _, pages = seal.structural_pages(str(bare))
+    damaged = tmp_path / "d.lmdb"
+    for pgno in pages.tolist():
+        # the page header, the first node pointers, a node in the middle, the last byte
+        for off in (11, 17, psize // 2, psize - 1):
+            buf = bytearray(blob)
+            buf[pgno * psize + off] ^= 0x10
+            damaged.write_bytes(bytes(buf))
+            with pytest.raises(FormatError, match="damaged LMDB pages"):
+                LMDBSerializer.load(str(damaged), shuffle=False)
+
+
+def test_lmdb_damaged_or_missing_seal_is_a_format_error(tmp_path: Path):
+    path = tmp_path / "s.lmdb"
+    LMDBSerializer.save(DataFromList(FUZZ_ROWS, shuffle=False), str(path))
+    blob = path.read_bytes()
+    found = seal.check_seal(str(path), str(path))
+    cases = {
+        "magic": (blob[: -seal.FOOTER] + b"X" + blob[-seal.FOOTER + 1 :], "whole number of pages"),
+        "footer": (blob[:-5] + bytes([blob[-5] ^ 1]) + blob[-4:], "seal is damaged"),
+        "cut seal": (blob[:-3], "whole number of pages"),
+        # an intact LMDB with our header but without its seal
+        "no seal": (blob[: found.data_len], "seal is missing"),
+    }
+    for name, (damaged, message) in cases.items():
+        p = tmp_path / name.replace(" ", "_")
+        p.write_bytes(damaged)
+        with pytest.raises(FormatError, match=message):
+            list(LMDBSerializer.load(str(p), shuffle=False))
+
+
+def test_lmdb_verify_needs_a_sealed_file(tmp_path: Path):
+    path = str(tmp_path / "tp.lmdb")
+    write_tensorpack_lmdb(path, [[1], [2]])
+    with pytest.raises(DataFlowArgumentError, match="verify=True"):
+        LMDBSerializer.load(path, allow_pickle=True, verify=True)
+    with pytest.raises(DataFlowArgumentError, match="verify"):
+        LMDBSerializer.load(path, allow_pickle=True, verify="yes")

@@ -12,11 +12,12 @@ raise an ImportError saying what to install when used.
 Errors: a file that is not in the expected format (garbage, truncated, written by another program
 in a layout the reader does not know) raises :class:`~dataflow.errors.FormatError` naming the file.
 
-Pitfall: LMDB keeps no checksums and trusts its own page structure. The LMDB readers check what
-they can (that the file is an LMDB, that it is not truncated, the header, and every record's
-encoding), but a database whose internal pages were damaged (a bit flip on disk) can still make the
-lmdb library itself crash the process. Keep LMDB files on storage you trust; formats with
-checksums on every byte are TFRecordSerializer's and HDF5Serializer's files.
+Pitfall: LMDB keeps no checksums and trusts its own page structure: a damaged page (a bit flip on
+disk) can make the lmdb library crash the process. Files written by our LMDBSerializer are sealed
+(see :class:`~dataflow.serialize.LMDBSerializer`) and checked before the lmdb library reads them, so
+damage raises FormatError. Other LMDB files (tensorpack's, Caffe's) have no such checksums: the
+readers check what they can (that the file is an LMDB, not truncated, every record's encoding),
+and the rest is trusted.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import logging
 import os
 import pickle
 import threading
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from itertools import islice
 from typing import Any
@@ -34,6 +36,7 @@ import numpy as np
 
 from . import codec
 from ._lazy import require
+from ._lmdb_seal import Seal, check_seal
 from .base import DataFlow, RNGDataFlow
 from .common import MapData
 from .errors import DataFlowArgumentError, FormatError
@@ -101,9 +104,16 @@ def _safe_key_list(blob: bytes) -> list[bytes] | None:
     return None
 
 
-def _open_env(path: str, subdir: bool, data_file: str, who: str, readahead: bool) -> Any:
-    """Open an LMDB environment read-only, without a lock file; check it is not truncated."""
+def _open_env(
+    path: str, subdir: bool, data_file: str, who: str, readahead: bool
+) -> tuple[Any, Seal | None]:
+    """Open an LMDB environment read-only, without a lock file, once the file is checked.
+
+    A file LMDBSerializer wrote is checked against its seal (see ``_lmdb_seal``) before the lmdb
+    library reads any of it; any other LMDB only for truncation.
+    """
     lmdb = require("lmdb", "lmdb", who=who)
+    seal = check_seal(path, data_file)
     try:
         env = lmdb.open(
             path,
@@ -130,7 +140,7 @@ def _open_env(path: str, subdir: bool, data_file: str, who: str, readahead: bool
             f"{path}: truncated LMDB database ({size} bytes, {(last_page + 1) * page_size} "
             "expected)"
         )
-    return env
+    return env, seal
 
 
 class _EnvRegistry:
@@ -146,10 +156,12 @@ class _EnvRegistry:
         # Reentrant: a garbage-collected reader may release its env while this thread acquires.
         self.lock = threading.RLock()
         self.envs: dict[tuple[int, int], list[Any]] = {}  # file id -> [env, references]
+        self.seals: dict[tuple[int, int], Seal | None] = {}  # file id -> its checked seal
 
     def after_fork_in_child(self) -> None:
         self.lock = threading.RLock()  # the parent's may have been held by another thread
         inherited, self.envs = self.envs, {}
+        self.seals = {}
         for env, _ in inherited.values():
             try:
                 env.close()
@@ -165,9 +177,10 @@ class _EnvRegistry:
             key = (st.st_dev, st.st_ino)
             entry = self.envs.get(key)
             if entry is None:
-                env = _open_env(f.path, f.subdir, f.data_file, f.who, readahead)
+                env, self.seals[key] = _open_env(f.path, f.subdir, f.data_file, f.who, readahead)
                 entry = self.envs[key] = [env, 0]
             entry[1] += 1
+            f.seal = self.seals[key]
             return key, entry[0]
 
     def release(self, key: tuple[int, int], env: Any) -> None:
@@ -178,6 +191,7 @@ class _EnvRegistry:
             entry[1] -= 1
             if entry[1] <= 0:
                 del self.envs[key]
+                self.seals.pop(key, None)
                 env.close()
 
 
@@ -194,6 +208,7 @@ class _LMDBFile:
         self.who = who
         self.subdir = os.path.isdir(path)
         self.data_file = os.path.join(path, "data.mdb") if self.subdir else path
+        self.seal: Seal | None = None  # set by _ENVS.acquire
         if not os.path.exists(self.data_file):
             raise DataFlowArgumentError(
                 f"{who}: {path!r} is not an LMDB database "
@@ -215,6 +230,15 @@ class _LMDBFile:
                     raise FormatError(
                         f"{path}: the header says {self.count} datapoints but the database "
                         f"holds {self.entries - 1} (an incomplete or altered file)"
+                    )
+                if self.seal is None or self.seal.count != self.count:
+                    raise FormatError(
+                        f"{path}: written by LMDBSerializer but "
+                        + (
+                            "its seal is missing (a truncated or altered file)"
+                            if self.seal is None
+                            else f"its seal covers {self.seal.count} records, not {self.count}"
+                        )
                     )
             elif keys_blob is not None:
                 self.layout = "tensorpack"
@@ -383,11 +407,27 @@ class LMDBDatapoints(_LMDBReader):
     A database written by tensorpack's LMDBSerializer holds pickles: it is read only with
     ``allow_pickle=True`` (unpickling runs code chosen by the file's author: only for files you
     trust); without it the constructor raises :class:`~dataflow.errors.FormatError` saying so.
+
+    ``verify=True`` checks each record against the CRC-32 that the file's seal holds for it
+    before decoding it (a damaged record raises FormatError naming its key).
     """
 
-    def __init__(self, lmdb_path: str, shuffle: bool = True, *, allow_pickle: bool = False):
+    def __init__(
+        self,
+        lmdb_path: str,
+        shuffle: bool = True,
+        *,
+        allow_pickle: bool = False,
+        verify: bool = False,
+    ):
         self._allow_pickle = _check_flag(allow_pickle, "LMDBSerializer.load", "allow_pickle")
+        self._verify = _check_flag(verify, "LMDBSerializer.load", "verify")
         super().__init__(lmdb_path, shuffle, None, "LMDBSerializer.load")
+        if self._verify and self._file.layout != "dataflow":
+            raise DataFlowArgumentError(
+                f"LMDBSerializer.load: verify=True needs a file written by LMDBSerializer; "
+                f"{self._lmdb_path} has no record checksums"
+            )
         average = self._file.file_size / max(self._size, 1)
         self._buffers = average >= _BUFFERS_FROM
 
@@ -415,6 +455,9 @@ class LMDBDatapoints(_LMDBReader):
 
     def __iter__(self) -> Iterator[Any]:
         decode = self._decoder()
+        if self._verify:
+            yield from self._iter_verified(decode)
+            return
         with self._env.begin(buffers=self._buffers) as txn:
             if not self._shuffle:
                 cursor = txn.cursor()
@@ -435,6 +478,33 @@ class LMDBDatapoints(_LMDBReader):
                     except Exception as e:
                         raise self._record_error(k, e) from e
                     yield dp
+
+    def _iter_verified(self, decode: Callable[[Any], Any]) -> Iterator[Any]:
+        seal = self._file.seal
+        assert seal is not None  # a "dataflow" layout always has one (checked at open)
+        crcs = seal.record_crcs()
+        crc32 = zlib.crc32
+        if self._shuffle:
+            order: Iterator[int] = iter(self.rng.permutation(self._size).tolist())
+        else:
+            order = iter(range(self._size))
+        with self._env.begin(buffers=self._buffers) as txn:
+            get = txn.get
+            for i in order:
+                k = lmdb_key(i)
+                v = get(k)
+                if v is None:
+                    raise self._key_error(k)
+                if crc32(v) != crcs[i]:
+                    raise FormatError(
+                        f"{self._lmdb_path}: record {k!r} is damaged (its CRC-32 does not match "
+                        "the file's seal)"
+                    )
+                try:
+                    dp = decode(v)
+                except Exception as e:
+                    raise self._record_error(k, e) from e
+                yield dp
 
     def _record_error(self, key: bytes, e: Exception) -> FormatError:
         return FormatError(f"{self._lmdb_path}: record {key!r} cannot be decoded: {e}")
