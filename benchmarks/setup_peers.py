@@ -5,7 +5,8 @@
 Installs, each step on its own so that one failure costs only that peer:
 
 - the base: numpy, psutil, opencv-python-headless (W4's decoder), lmdb (W6: ours and tensorpack's
-  LMDBSerializer), and this repository's own package
+  LMDBSerializer), matplotlib (the report's charts, ``charts.py``), and this repository's own
+  package
   (``pip install -e <repo>``), so that ours runs under the same interpreter and numpy as the peers;
 - the peers, pinned: tensorpack 0.11 (only ``tensorpack.dataflow`` is used; it needs no TensorFlow),
   torch 2.13.0 (CPU build only: the install is checked with a dry run first and refused if it would
@@ -31,7 +32,8 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_VENV = REPO / ".bench-venv"
 MANIFEST = "peers.json"
 
-BASE_PACKAGES = ["numpy", "psutil", "opencv-python-headless", "lmdb"]  # lmdb: W6, both sides
+# lmdb: W6, both sides; matplotlib: the charts of the report (never needed by the project itself)
+BASE_PACKAGES = ["numpy", "psutil", "opencv-python-headless", "lmdb", "matplotlib"]
 
 # name -> (pip requirements, code that imports it and sets v to its version)
 PEERS: dict[str, tuple[list[str], str]] = {
