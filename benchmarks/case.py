@@ -5,6 +5,19 @@ case builds the workload's source, imports the library (timed), builds the pipel
 iterates passes, timing every ``next()`` and checking each pass's count and checksum, until the
 window has elapsed at a pass boundary (or, mid-pass, three windows and at least 60 s).
 
+Workload fields it honours besides the contract of ``workloads/__init__.py``: ``RATE_SCALE``
+(library -> factor its measured throughput is multiplied by: W4's ceiling runs on one core and
+counts for two), ``CONSUMER_SLEEP_S`` (seconds the consumer sleeps after each batch, outside the
+timed ``next()``: W8's slow consumer), ``MAX_PASSES`` (stop after that many passes: W7) and
+``SMOKE_N`` with ``expected_prefix(n)`` (in ``--smoke``, passes over the first ``SMOKE_N`` items
+of the source only: W4's passes take seconds).
+
+Teardown (``teardown_s``) is timed from the window's end until the pipeline is closed, dropped,
+and every other process of the case's session is gone (multiprocessing's resource tracker and
+forkserver, which live as long as the case's interpreter, excepted; they are counted in
+``teardown_helpers``); processes still there after ``TEARDOWN_WAIT_S`` are named in
+``teardown_left``.
+
 It talks to ``run.py`` over its original stdout, one JSON object a line (anything the libraries
 print goes to stderr instead), and waits for a line on stdin after ``window_start`` and
 ``window_end`` so that ``run.py`` can sample the process tree's CPU time at exactly those points.
@@ -12,6 +25,7 @@ print goes to stderr instead), and waits for a line on stdin after ``window_star
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -21,6 +35,9 @@ from array import array
 from typing import Any
 
 perf_ns = time.perf_counter_ns
+TEARDOWN_WAIT_S = 10.0
+# Processes that multiprocessing keeps for the interpreter's lifetime, not the pipeline's.
+LIFETIME_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
 
 
 class Channel:
@@ -44,6 +61,27 @@ def middle(values: array, fraction: float = 0.8) -> slice:
     return slice(cut, n - cut)
 
 
+def wait_children_gone(timeout: float) -> tuple[list[str], int]:
+    """Wait until this session holds no process but this one and multiprocessing's lifetime
+    helpers; return the command lines of those still there after ``timeout`` s, and the number
+    of helpers."""
+    import proctree
+
+    me, sid = os.getpid(), os.getsid(0)
+    deadline = time.monotonic() + timeout
+    while True:
+        others = [(st.pid, proctree.cmdline(st.pid)) for st in proctree.session_members(sid)]
+        others = [(pid, cmd) for pid, cmd in others if pid != me]
+        workers = [f"{pid} {cmd}"[:200] for pid, cmd in others if not _helper(cmd)]
+        if not workers or time.monotonic() >= deadline:
+            return workers, len(others) - len(workers)
+        time.sleep(0.005)
+
+
+def _helper(cmd: str) -> bool:
+    return any(name in cmd for name in LIFETIME_HELPERS)
+
+
 def run_case(spec: dict, chan: Channel) -> dict:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import workloads
@@ -51,19 +89,26 @@ def run_case(spec: dict, chan: Channel) -> dict:
     wl = workloads.load(spec["workload"])
     lib, config = spec["lib"], spec["config"]
     window_ns = int(spec["window_s"] * 1e9)
-    max_passes = spec.get("max_passes") or 1 << 30
+    max_passes = spec.get("max_passes") or getattr(wl, "MAX_PASSES", None) or 1 << 30
+    rate_scale = float(getattr(wl, "RATE_SCALE", {}).get(lib, 1.0))
+    sleep_s = float(getattr(wl, "CONSUMER_SLEEP_S", 0.0))
     # A pass under way when the window ends is finished (so that it can be checked) unless that
     # takes past this cutoff.
     cutoff_ns = max(3 * window_ns, int(60e9))
 
     source = wl.make_source()
     exp_count, exp_checksum = wl.expected_pass()
+    smoke_n = getattr(wl, "SMOKE_N", None) if spec.get("smoke") else None
+    if smoke_n is not None and smoke_n < len(source):
+        source = source[:smoke_n]
+        exp_count, exp_checksum = wl.expected_prefix(smoke_n)
 
     t0 = perf_ns()
     wl.IMPORTS[lib]()
     t_imported = perf_ns()
     built = wl.BUILDERS[lib][config](source)
     t_built = perf_ns()
+    iid = built.iid
 
     durations = array("q")  # ns inside next() (plus the pass's iter() and final next())
     cpu_durations = array("q")  # process CPU ns inside next() (in-process workloads only)
@@ -112,6 +157,8 @@ def run_case(spec: dict, chan: Channel) -> dict:
             count += n
             checksum = [a + b for a, b in zip(checksum, cs)] if checksum else list(cs)
             del batch
+            if sleep_s:  # a slow consumer (W8): outside the timed next()
+                time.sleep(sleep_s)
             if perf_ns() - window_start > cutoff_ns:
                 timed_out = True
                 break
@@ -133,9 +180,17 @@ def run_case(spec: dict, chan: Channel) -> dict:
         raise RuntimeError("the pipeline yielded nothing")
     window_end = perf_ns()
     chan.handshake("window_end", datapoints=int(sum(sizes)))
+    # Teardown: drop the last pass's iterator, close the pipeline, drop it, until its processes
+    # are gone.
+    t_teardown = perf_ns()
+    it = None
     if built.close is not None:
         built.close()
     t_closed = perf_ns()
+    built = None
+    gc.collect()
+    teardown_left, helpers = wait_children_gone(TEARDOWN_WAIT_S)
+    t_gone = perf_ns()
 
     if not durations:
         raise RuntimeError("the window held no batch after the first; lengthen it (--window)")
@@ -153,11 +208,13 @@ def run_case(spec: dict, chan: Channel) -> dict:
         "workload": wl.NAME,
         "lib": lib,
         "config": config,
-        "iid": built.iid,
-        "throughput_dp_s": mid_dp / (mid_ns / 1e9) if mid_ns else None,
-        "ns_per_dp": mid_ns / mid_dp if mid_dp else None,
-        "throughput_cpu_dp_s": mid_dp / (mid_cpu_ns / 1e9) if mid_cpu_ns else None,
+        "iid": iid,
+        "throughput_dp_s": rate_scale * mid_dp / (mid_ns / 1e9) if mid_ns else None,
+        "ns_per_dp": mid_ns / mid_dp / rate_scale if mid_dp else None,
+        "throughput_cpu_dp_s": rate_scale * mid_dp / (mid_cpu_ns / 1e9) if mid_cpu_ns else None,
         "cpu_ns_per_dp_in_call": mid_cpu_ns / mid_dp if mid_cpu_ns and mid_dp else None,
+        "rate_scale": rate_scale,
+        "consumer_sleep_s": sleep_s,
         "yields": len(durations),
         "mid_yields": len(durations[mid]),
         "mid_datapoints": mid_dp,
@@ -168,7 +225,10 @@ def run_case(spec: dict, chan: Channel) -> dict:
         "import_s": (t_imported - t0) / 1e9,
         "build_s": (t_built - t_imported) / 1e9,
         "ttfb_s": ttfb_ns / 1e9,
-        "teardown_s": (t_closed - window_end) / 1e9,
+        "teardown_s": (t_gone - t_teardown) / 1e9,
+        "teardown_close_s": (t_closed - t_teardown) / 1e9,
+        "teardown_left": teardown_left,
+        "teardown_helpers": helpers,
         "passes": len(passes),
         "complete_passes": len(complete),
         "expected_pass": {"count": exp_count, "checksum": list(exp_checksum)},

@@ -2,6 +2,7 @@
 
     python benchmarks/run.py [--quick] [--smoke] [--workloads W1,...] [--libs ours,tensorpack,...]
                              [--rounds N] [--window S] [--seed N] [--out DIR] [--no-setup]
+                             [--malloc default,pinned]
 
 Each (library, workload, config, round) runs in a fresh process (``case.py``) in its own session.
 After it exits, the session must empty by itself within a few seconds (else: leftover processes,
@@ -9,11 +10,20 @@ reported, then killed with the whole process group) and no /dev/shm file it used
 leftover segments, reported, then removed). Peers run in seeded random order each round, with the
 workload's ceiling calibrated among them; ratios ours/peer are paired within a round.
 
-Modes: default 5 rounds, 8 s windows; ``--quick`` 1 round, 3 s windows; ``--smoke`` our library
+Modes: default (full) 8 s windows, 5 rounds for the headline workloads (``HEADLINE``) and 2 for
+the others, so that every workload fits in about 90 minutes here (``--dry-run`` prints the plan
+and its estimate; every run prints it first); ``--quick`` 1 round, 3 s windows, the non-headline
+workloads with each library's "default" config only (about 15 minutes); ``--smoke`` our library
 only, 1 round, ~1 s windows, run with this interpreter (no peers' venv needed): it exits 1 on a
 crash, a leftover or a wrong count/checksum, never on speed. Other modes run every library, ours
 included, with the peers' venv interpreter (created by ``setup_peers.py`` on first use), so that
 all share one interpreter and one numpy.
+
+Allocator: ``--malloc default,pinned`` runs every case also with glibc's malloc thresholds pinned
+through the environment (``PINNED_MALLOC``; the allocator's dynamic mmap threshold otherwise
+swings per-image costs by 30-45%). Each record says which (``malloc``); the report groups the
+cases of each setting. Without ``--malloc``, the full run pins as a second configuration the
+workloads in ``PIN_BY_DEFAULT`` (the image workloads), the other modes run the default only.
 
 Writes ``<out>/<timestamp>-<mode>.json`` (every case record and the summaries) and ``.md``, and
 prints the Markdown report. ``--out`` defaults to benchmarks/results/.
@@ -38,6 +48,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
+import charts  # noqa: E402
 import proctree  # noqa: E402
 import report  # noqa: E402
 import setup_peers  # noqa: E402
@@ -48,6 +59,27 @@ ALL_LIBS = ["ours", "tensorpack", "torch", "grain", "spdl"]
 # Benchmarks run without the OpenBLAS pins this machine sets for old builds: they slow a current
 # numpy, and every library gets the same environment.
 UNSET_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+# The second allocator configuration: glibc's thresholds fixed, so that its dynamic mmap threshold
+# (raised each time a large mmapped block is freed) cannot move between images. 16 MiB keeps every
+# image buffer and 64-image batch (9.6 MB) on the heap, the 38.5 MB arrays of W3 in mmap.
+PINNED_MALLOC = {
+    "MALLOC_MMAP_THRESHOLD_": str(16 << 20),
+    "MALLOC_TRIM_THRESHOLD_": str(128 << 20),
+    "MALLOC_TOP_PAD_": str(16 << 20),
+    "MALLOC_ARENA_MAX": "2",
+}
+MALLOC_VARIANTS = ("default", "pinned")
+# Workloads the full run also runs pinned (in SECONDARY_ROUNDS rounds) when --malloc is not given.
+PIN_BY_DEFAULT = ("W4",)
+# The full run gives the headline workloads 5 rounds and the others SECONDARY_ROUNDS, so that it
+# fits in about 90 minutes on this machine (see plan()).
+HEADLINE = ("W1", "W2-ONE", "W3-4.8MB", "W4", "W5")
+SECONDARY_ROUNDS = 2
+# Expected seconds of one case beyond its window (start, source, import, TTFB, the pass that
+# ends the window, teardown, settle), by workload; measured on this machine. Used for the
+# estimate printed at the start.
+CASE_EXTRA_S = {"W1": 5.5, "W6-WRITE-JPEG": 18.0, "W6-READ-JPEG": 12.0, "W6-READ-TINY": 12.0}
+CASE_EXTRA_DEFAULT_S = 5.0
 SETTLE_S = 3.0  # how long a finished case's session may take to empty by itself
 
 
@@ -77,8 +109,11 @@ def machine_info() -> dict:
 
 def run_case(python: str, spec: dict, timeout: float, stderr_path: Path) -> dict:
     """Run one case in a fresh session; return its record (result, CPU, memory, leftovers)."""
-    env = {k: v for k, v in os.environ.items() if k not in UNSET_ENV}
+    env = {k: v for k, v in os.environ.items() if k not in UNSET_ENV and k not in PINNED_MALLOC}
+    if spec.get("malloc") == "pinned":
+        env.update(PINNED_MALLOC)
     env["PYTHONUNBUFFERED"] = "1"
+    t_start = time.monotonic()
     shm_before = proctree.shm_entries()
     record: dict = {**spec, "status": "ok", "loadavg": os.getloadavg()[0]}
     with open(stderr_path, "w") as err:
@@ -109,6 +144,9 @@ def run_case(python: str, spec: dict, timeout: float, stderr_path: Path) -> dict
     watchdog = threading.Timer(timeout, on_timeout)
     watchdog.start()
     marks: dict[str, proctree.Totals] = {}
+    # PSS and /dev/shm peaks before the window and inside it ("steady" peaks, W8)
+    peaks_before = (0, 0)
+    window_peaks: tuple[int, int] | None = None
     result: dict | None = None
     error: dict | None = None
     try:
@@ -121,6 +159,12 @@ def run_case(python: str, spec: dict, timeout: float, stderr_path: Path) -> dict
             kind = ev.pop("event", None)
             if kind in ("window_start", "window_end"):
                 marks[kind] = sampler.sample()
+                with sampler._lock:
+                    if kind == "window_start":
+                        peaks_before = (sampler.peak_pss, sampler.peak_shm)
+                        sampler.peak_pss = sampler.peak_shm = 0
+                    else:
+                        window_peaks = (sampler.peak_pss, sampler.peak_shm)
                 try:
                     proc.stdin.write("\n")
                     proc.stdin.flush()
@@ -162,13 +206,18 @@ def run_case(python: str, spec: dict, timeout: float, stderr_path: Path) -> dict
     record["unattributed_new_shm"] = sorted(new_shm - set(leftover_shm))
 
     record["returncode"] = rc
-    record["peak_pss_bytes"] = sampler.peak_pss
-    record["peak_shm_bytes"] = sampler.peak_shm
+    record["case_s"] = time.monotonic() - t_start
+    record["peak_pss_bytes"] = max(sampler.peak_pss, peaks_before[0])
+    record["peak_shm_bytes"] = max(sampler.peak_shm, peaks_before[1])
+    if window_peaks is not None:
+        record["window_peak_pss_bytes"], record["window_peak_shm_bytes"] = window_peaks
     record["peak_procs"] = sampler.peak_procs
     if "window_start" in marks and "window_end" in marks:
         a, b = marks["window_start"], marks["window_end"]
         record["cpu_window_s"] = b.cpu_s - a.cpu_s
         record["faults_window"] = (b.minflt + b.majflt) - (a.minflt + a.majflt)
+        record["minflt_window"] = b.minflt - a.minflt
+        record["majflt_window"] = b.majflt - a.majflt
     if result is not None:
         record.update(result)
     if timed_out.is_set() and result is None:
@@ -197,9 +246,15 @@ def describe(rec: dict, wl) -> str:
     if cpu is not None and rec.get("window_datapoints"):
         label, scale = report.cpu_unit(wl.METRIC)
         text += f", tree {label} {cpu / rec['window_datapoints'] * scale:.4g}"
+    extra = ""
+    if rec.get("window_peak_pss_bytes"):
+        extra += f" (window {rec['window_peak_pss_bytes'] / 2**20:.0f} MiB)"
+    extra += f", teardown {rec['teardown_s'] * 1e3:.0f} ms"
+    if rec.get("teardown_left"):
+        extra += f" ({len(rec['teardown_left'])} processes still there)"
     return (
         f"{text}, TTFB {rec['ttfb_s'] * 1e3:.1f} ms, "
-        f"peak PSS {rec['peak_pss_bytes'] / 2**20:.0f} MiB, load {rec['loadavg']:.2f}"
+        f"peak PSS {rec['peak_pss_bytes'] / 2**20:.0f} MiB{extra}, load {rec['loadavg']:.2f}"
     )
 
 
@@ -230,6 +285,82 @@ def case_failed(rec: dict) -> bool:
     )
 
 
+def past_case_seconds(out: Path, mode: str) -> dict[tuple[str, str, str], float]:
+    """Median ``case_s`` per (workload, lib, config) in the latest earlier run of ``mode``."""
+    import statistics
+
+    runs = sorted(out.glob(f"*-{mode}.json"))
+    found: dict[tuple[str, str, str], list[float]] = {}
+    for path in reversed(runs[-5:]):
+        try:
+            cases = json.loads(path.read_text())["cases"]
+        except (OSError, ValueError, KeyError):
+            continue
+        for c in cases:
+            if c.get("case_s") and c.get("status") == "ok":
+                found.setdefault((c["workload"], c["lib"], c["config"]), []).append(c["case_s"])
+    return {k: statistics.median(v) for k, v in found.items()}
+
+
+def case_seconds(wl, lib: str, config: str, window: float, past: dict) -> float:
+    """Expected seconds of one case: from earlier runs of the mode, else the workload's guess,
+    else the window plus a per-workload overhead measured on an idle machine."""
+    if (wl.NAME, lib, config) in past:
+        return past[(wl.NAME, lib, config)]
+    own = getattr(wl, "expected_case_s", None)
+    if own is not None:
+        return float(own(lib, config, window))
+    return window + CASE_EXTRA_S.get(wl.NAME, CASE_EXTRA_DEFAULT_S)
+
+
+def plan(
+    wl, libs: list[str], mode: str, rounds: int | None, malloc: list[str] | None, all_configs: bool
+) -> list[list[tuple[str, str, str]]]:
+    """The cases of each round, ``(lib, config, malloc)``, before shuffling.
+
+    Full mode: 5 rounds for the headline workloads (``HEADLINE``), ``SECONDARY_ROUNDS`` for the
+    others; the pinned-malloc variant of ``PIN_BY_DEFAULT`` in ``SECONDARY_ROUNDS`` rounds.
+    Quick mode: 1 round; the secondary workloads run each library's "default" config only.
+    ``--rounds``, ``--malloc`` and ``--all-configs`` override these trims.
+    """
+    headline = wl.NAME in HEADLINE
+    if rounds is None:
+        rounds = 1 if mode in ("smoke", "quick") else 5 if headline else SECONDARY_ROUNDS
+    lean = mode == "quick" and not headline and not all_configs
+    cases = [
+        (lib, cfg)
+        for lib in libs
+        if lib in wl.BUILDERS
+        for cfg in wl.BUILDERS[lib]
+        if not lean or cfg == "default" or lib == report.CEILING
+    ]
+    out = []
+    for rnd in range(rounds):
+        if malloc is not None:
+            variants = malloc
+        elif mode == "full" and wl.NAME in PIN_BY_DEFAULT and rnd < SECONDARY_ROUNDS:
+            variants = ["default", "pinned"]
+        else:
+            variants = ["default"]
+        out.append([(lib, cfg, m) for m in variants for lib, cfg in cases])
+    return out
+
+
+def estimate(wls: list, plans: dict, window: float, past: dict) -> float:
+    total = 0.0
+    for wl in wls:
+        rounds = plans[wl.NAME]
+        seconds = sum(case_seconds(wl, lib, cfg, window, past) for r in rounds for lib, cfg, _ in r)
+        n = sum(len(r) for r in rounds)
+        pinned = sum(1 for r in rounds for c in r if c[2] != "default")
+        log(
+            f"  {wl.NAME}: {n} cases in {len(rounds)} rounds"
+            f"{f' ({pinned} with malloc pinned)' if pinned else ''} -> ~{seconds / 60:.1f} min"
+        )
+        total += seconds
+    return total
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -243,16 +374,35 @@ def main(argv: list[str] | None = None) -> int:
         "--libs", default=None, help="comma-separated; default: every installed one"
     )
     parser.add_argument(
-        "--rounds", type=int, default=None, help="default 5 (1 with --quick/--smoke)"
+        "--rounds",
+        type=int,
+        default=None,
+        help="default: 5 for the headline workloads and 2 for the others (1 with --quick/--smoke)",
     )
     parser.add_argument("--window", type=float, default=None, help="seconds per case window")
     parser.add_argument("--seed", type=int, default=0, help="seeds the per-round order")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="where results go")
     parser.add_argument("--no-setup", action="store_true", help="do not create the peers' venv")
+    parser.add_argument(
+        "--malloc",
+        default=None,
+        help="allocator configurations, of default,pinned (default: the full run also pins "
+        f"{', '.join(PIN_BY_DEFAULT)}; other modes: default only)",
+    )
+    parser.add_argument(
+        "--all-configs",
+        action="store_true",
+        help="--quick: run every declared config of every workload (default: the headline "
+        "workloads' grids, the others' default configs)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan and its estimated duration, run nothing",
+    )
     args = parser.parse_args(argv)
 
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
-    rounds = args.rounds or (1 if mode in ("smoke", "quick") else 5)
     window = args.window or {"smoke": 1.0, "quick": 3.0, "full": 8.0}[mode]
     wl_names = workloads.expand([w.strip() for w in args.workloads.split(",") if w.strip()])
     wls = [workloads.load(w) for w in wl_names]
@@ -260,6 +410,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(requested) - set(ALL_LIBS) - {report.CEILING}
     if unknown:
         parser.error(f"unknown libraries {sorted(unknown)}; known: {', '.join(ALL_LIBS)}")
+    malloc = None
+    if args.malloc is not None:
+        malloc = [m.strip() for m in args.malloc.split(",") if m.strip()]
+        if not malloc or set(malloc) - set(MALLOC_VARIANTS):
+            parser.error(f"--malloc takes {','.join(MALLOC_VARIANTS)} (one or both)")
 
     skipped: dict[str, str] = {}
     versions: dict[str, str] = {}
@@ -286,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
         python = manifest["python"]
         libs = []
         for lib in requested:
+            if lib == report.CEILING:  # always run (appended below), nothing to install
+                continue
             info = manifest["peers"].get(lib)
             if info is None or not info["ok"]:
                 skipped[lib] = (
@@ -296,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
                 versions[lib] = info["version"]
         libs.append(report.CEILING)
 
+    plans = {wl.NAME: plan(wl, libs, mode, args.rounds, malloc, args.all_configs) for wl in wls}
     started = time.strftime("%Y%m%d-%H%M%S")
     args.out.mkdir(parents=True, exist_ok=True)
     logs = args.out / f"{started}-{mode}-logs"
@@ -306,41 +464,62 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python "
         + " ".join(shlex.quote(a) for a in [str(Path(sys.argv[0])), *sys.argv[1:]]),
         "python_for_cases": python,
-        "rounds": rounds,
+        "rounds": max((len(p) for p in plans.values()), default=0),
+        "rounds_by_workload": {w: len(p) for w, p in plans.items()},
         "window_s": window,
         "seed": args.seed,
         "machine": machine_info(),
         "versions": versions,
         "skipped": skipped,
         "unset_env": list(UNSET_ENV),
+        "malloc": {w: sorted({c[2] for r in p for c in r}) for w, p in plans.items()},
+        "pinned_malloc_env": PINNED_MALLOC,
     }
+    estimate_s = estimate(wls, plans, window, past_case_seconds(args.out, mode))
+    run_info["estimated_s"] = estimate_s
+    log(
+        f"{mode} run: {len(wls)} workloads, about {estimate_s / 60:.0f} min on an idle machine"
+        " (cases x expected seconds; see --rounds, --window, --malloc)"
+    )
+    if args.dry_run:
+        logs.rmdir()
+        return 0
 
     records: list[dict] = []
     for wl in wls:
-        cases = [(lib, cfg) for lib in libs if lib in wl.BUILDERS for cfg in wl.BUILDERS[lib]]
         for lib in libs:
             if lib not in wl.BUILDERS:
-                skipped[f"{lib} in {wl.NAME}"] = "no pipeline written for this workload"
-        for rnd in range(rounds):
-            order = list(cases)
+                skipped[f"{lib} in {wl.NAME}"] = getattr(wl, "NOT_APPLICABLE", {}).get(
+                    lib, "no pipeline written for this workload"
+                )
+        rounds = len(plans[wl.NAME])
+        for rnd, planned in enumerate(plans[wl.NAME]):
+            # every library's every config under every allocator variant, in a seeded order
+            order = list(planned)
+            variants = {m for _, _, m in order}
             random.Random(args.seed * 1_000_003 + rnd).shuffle(order)
-            for lib, cfg in order:
+            for lib, cfg, m in order:
                 spec = {
                     "workload": wl.NAME,
                     "lib": lib,
                     "config": cfg,
                     "window_s": window,
                     "round": rnd,
+                    "malloc": m,
+                    "smoke": mode == "smoke",
                 }
                 timeout = 5 * window + 180
-                errf = logs / f"{wl.NAME}-{lib}-{cfg}-r{rnd}.stderr"
+                suffix = "" if m == "default" else f"-malloc-{m}"
+                errf = logs / f"{wl.NAME}-{lib}-{cfg}{suffix}-r{rnd}.stderr"
                 rec = run_case(python, spec, timeout, errf)
                 records.append(rec)
-                log(f"[{wl.NAME} round {rnd + 1}/{rounds}] {lib}/{cfg}: {describe(rec, wl)}")
+                tag = "" if len(variants) == 1 else f" malloc={m}"
+                log(f"[{wl.NAME} round {rnd + 1}/{rounds}{tag}] {lib}/{cfg}: {describe(rec, wl)}")
                 if case_failed(rec) or mode == "smoke":
                     print(check_line(rec), flush=True)
     run_info["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
 
+    # one summary per workload; report.py groups the cases by allocator setting within it
     summaries = [report.summarize(wl, records) for wl in wls]
     md = report.markdown(run_info, summaries)
     base = args.out / f"{started}-{mode}"
@@ -350,6 +529,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         + "\n"
     )
+    if mode != "smoke":  # charts beside the report (or a line saying why they were skipped)
+        md += charts.charts_markdown(f"{base}.json", args.out, prefix=f"{base.name}-")
     Path(f"{base}.md").write_text(md)
     print(md)
     print(f"written: {base}.json, {base}.md", flush=True)

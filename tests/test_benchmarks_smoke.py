@@ -96,3 +96,27 @@ def test_smoke_fails_on_each_fault_and_cleans_up(tmp_path: Path) -> None:
     for config in ("leak_shm", "leak_shm_mapped"):
         (path,) = cases[config]["leftover_shm"]
         assert not Path(path).exists()
+
+
+@pytest.mark.timeout(900)
+def test_smoke_every_workload_ours_is_exact_and_leaves_nothing(tmp_path: Path) -> None:
+    # Every workload of the suite (W1-W8), our library only, briefly: what CI guards.
+    proc = subprocess.run(
+        [sys.executable, str(RUN), "--smoke", "--libs", "ours", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=880,
+        cwd=REPO,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    (result,) = tmp_path.glob("*-smoke.json")
+    cases = json.loads(result.read_text())["cases"]
+    ran = {c["workload"] for c in cases}
+    for group in ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8"):
+        assert any(w == group or w.startswith(group + "-") for w in ran), (group, sorted(ran))
+    for case in cases:
+        where = f"{case['workload']} {case['config']}"
+        assert case["status"] == "ok", (where, output)
+        assert case["complete_passes"] >= 1 and case["checksums_ok"], (where, output)
+        assert case["leftover_procs"] == [] and case["leftover_shm"] == [], (where, output)

@@ -29,11 +29,24 @@ from types import ModuleType
 
 WORKLOADS: dict[str, str] = {
     "W1": "workloads.w1_tiny",
+    "W2-ONE": "workloads.w2_procs:ONE",
+    "W2-BATCHED": "workloads.w2_procs:BATCHED",
+    "W3-150KB": "workloads.w3_arrays:KB150",
+    "W3-4.8MB": "workloads.w3_arrays:MB4_8",
+    "W3-38.5MB": "workloads.w3_arrays:MB38_5",
+    "W5": "workloads.w5_gil",
+    "W4": "workloads.w4_imagenet",
     # W6 is four workloads of one module ("module:attribute" names a namespace in it)
     "W6-READ-JPEG": "workloads.w6_lmdb:READ_JPEG",
     "W6-READ-TINY": "workloads.w6_lmdb:READ_TINY",
     "W6-WRITE-JPEG": "workloads.w6_lmdb:WRITE_JPEG",
     "W6-WRITE-TINY": "workloads.w6_lmdb:WRITE_TINY",
+    # W7 and W8 are several workloads of one module each
+    "W7-FORK": "workloads.w7_startup:FORK",
+    "W7-FORKSERVER": "workloads.w7_startup:FORKSERVER",
+    "W7-SPAWN": "workloads.w7_startup:SPAWN",
+    "W8-ARRAYS": "workloads.w8_backpressure:ARRAYS",
+    "W8-IMAGES": "workloads.w8_backpressure:IMAGES",
 }
 # Loadable by name, never run by default: the harness's own check (faults on purpose).
 HIDDEN: dict[str, str] = {
