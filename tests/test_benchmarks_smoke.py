@@ -118,5 +118,7 @@ def test_smoke_every_workload_ours_is_exact_and_leaves_nothing(tmp_path: Path) -
     for case in cases:
         where = f"{case['workload']} {case['config']}"
         assert case["status"] == "ok", (where, output)
-        assert case["complete_passes"] >= 1 and case["checksums_ok"], (where, output)
+        assert case["complete_passes"] >= 1, (where, output)
+        # an i.i.d. mode (each worker replays the source) is exempt from the exact checksum only
+        assert case["checksums_ok"] or case["iid"], (where, output)
         assert case["leftover_procs"] == [] and case["leftover_shm"] == [], (where, output)
