@@ -215,7 +215,20 @@ def _fds() -> set[str]:
 
 
 def _shm() -> set[str]:
-    return set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+    """Named segments of ``multiprocessing.shared_memory`` (prefix ``psm_``) in ``/dev/shm``.
+
+    Only those: other programs on the machine create and remove files there (semaphores...)
+    while a test runs."""
+    if not os.path.isdir("/dev/shm"):
+        return set()
+    return {name for name in os.listdir("/dev/shm") if name.startswith("psm_")}
+
+
+def _ring_mappings() -> int:
+    """Shared-memory mappings of this process still alive: ring segments (memfd
+    ``dataflow-ring``) or named segments (``/dev/shm``)."""
+    with open("/proc/self/maps") as f:
+        return sum("dataflow-ring" in line or "/dev/shm/" in line for line in f)
 
 
 def _cycle(i: int) -> None:
@@ -246,14 +259,16 @@ def test_200_cycles_leave_no_process_thread_fd_or_shm_segment():
     _cycle(0)
     _cycle(3)
     gc.collect()
-    fds, threads, shm = _fds(), threading.active_count(), _shm()
+    # Leaks are looked for in this process (its maps and fds), not in /dev/shm as a whole: other
+    # programs on the machine create and remove segments there meanwhile.
+    fds, threads, maps = _fds(), threading.active_count(), _ring_mappings()
     assert not multiprocessing.active_children()
     for i in range(200):
         _cycle(i)
     gc.collect()
     assert not multiprocessing.active_children()
     assert threading.active_count() == threads
-    assert _shm() == shm
+    assert _ring_mappings() == maps
     assert _fds() == fds
 
 
@@ -285,28 +300,38 @@ def test_close_is_idempotent_and_before_start():
         ds.close()
 
 
+# A consumer with two pools. It prints the worker pids once every worker has produced something,
+# so that all four are past their start-up (death signal armed, SIGINT ignored) when a test acts.
 _PARENT_SCRIPT = """
 import sys, time
+from dataflow import get_worker_info
 from dataflow.base import DataFlow
 from dataflow.parallel import MultiProcessRunnerZMQ
 from dataflow.parallel_map import MultiProcessMapData
 
 class Count(DataFlow):
     def __iter__(self):
+        info = get_worker_info()
         i = 0
         while True:
-            yield [i]
+            yield [i, info.id if info is not None else -1]
             i += 1
 
 def ident(dp):
-    return dp
+    return [dp[0], get_worker_info().id]
+
+def every_worker_produced(it):
+    seen = set()
+    while len(seen) < 2:
+        seen.add(next(it)[1])
 
 if __name__ == "__main__":
     method = sys.argv[1]
     runner = MultiProcessRunnerZMQ(Count(), num_proc=2, start_method=method)
     mapper = MultiProcessMapData(Count(), 2, ident, start_method=method)
     r, m = iter(runner), iter(mapper)
-    next(r); next(m)
+    every_worker_produced(r)
+    every_worker_produced(m)
     print(*(runner.worker_pids() + mapper.worker_pids()), flush=True)
     {tail}
 """
@@ -512,10 +537,11 @@ def test_named_shared_memory_fallback_works_and_is_unlinked(monkeypatch):
     shm = _shm()
     with MultiProcessRunnerZMQ(Megabytes(6), num_proc=2, start_method="fork") as ds:
         ds.reset_state()
-        assert len(_shm() - shm) == 2  # one named segment per worker while the runner runs
+        ours = {seg._shm.name for seg in ds._pool._segs}  # one named segment per worker
+        assert len(ours) == 2 and ours <= _shm() - shm
         out = list(ds)
     assert len(out) == 6 and all((arr == i % 251).all() for arr, i in out)
-    assert _shm() == shm
+    assert not ours & _shm()
 
 
 @pytest.mark.timeout(90)
@@ -581,4 +607,74 @@ def test_empty_ring_accepts_a_record_larger_than_its_write_offset():
         producer.release()
         consumer.release()
     finally:
+        seg.close()
+
+
+@pytest.mark.parametrize("payload", ["inline", "buffers", "fragmented"])
+def test_item_counts_return_to_zero_after_draining_messages_of_several_items(payload):
+    """A message counts ``n_items`` against the cap on both sides, whatever its layout: a small
+    pickle, one with out-of-band buffers, or one cut into fragments."""
+    seg = SharedSegment(Ring.bytes_needed(1 << 18))
+    producer, consumer = Ring(seg.buf, item_cap=10), Ring(seg.buf, item_cap=10)
+    try:
+        if payload == "inline":
+            obj: object = [1, 2, 3]
+        elif payload == "buffers":
+            obj = [np.arange(2000, dtype=np.int64)] * 3
+        else:
+            obj = [np.arange(40000, dtype=np.int64)] * 3  # 320 KB a buffer: fragments
+        for round_ in range(4):  # more items in total than the cap: counts must come back
+            msg = encode(obj, 3)
+            if msg.size > producer.max_record:
+                producer.start_fragments(msg)
+                while not producer.try_write_fragments():
+                    ok, _ = consumer.read()
+                    assert not ok  # a fragment was read; the message is not complete yet
+            else:
+                assert producer.try_write(msg), f"round {round_}: ring refused a message"
+            assert producer.unread_items() == 3
+            got = None
+            while got is None:
+                ok, value = consumer.read()
+                if ok:
+                    got = value
+            assert len(got) == 3
+            assert producer.unread_items() == 0, f"round {round_}: items left after draining"
+            del got, value
+    finally:
+        producer.release()
+        consumer.release()
+        seg.close()
+
+
+def test_item_cap_holds_back_a_message_that_fragments():
+    """With a cap of one message, a fragmented message may not start while the previous one is
+    unread: the cap bounds what is in transit whatever the message size."""
+    seg = SharedSegment(Ring.bytes_needed(1 << 18))
+    producer, consumer = Ring(seg.buf, item_cap=1), Ring(seg.buf, item_cap=1)
+    try:
+        assert producer.try_write(encode(["small"]))
+        big = encode([np.arange(40000, dtype=np.int64)])
+        assert big.size > producer.max_record
+        producer.start_fragments(big)
+        wpos = producer._wpos
+        assert not producer.try_write_fragments()
+        assert producer._wpos == wpos, "a fragment was written past the item cap"
+        ok, value = consumer.read()
+        assert ok and value == ["small"]
+        done = producer.try_write_fragments()
+        while not done:
+            consumer.read()
+            done = producer.try_write_fragments()
+        got = None
+        while got is None:
+            ok, value = consumer.read()
+            if ok:
+                got = value
+        np.testing.assert_array_equal(got[0], np.arange(40000, dtype=np.int64))
+        assert producer.unread_items() == 0
+        del got, value
+    finally:
+        producer.release()
+        consumer.release()
         seg.close()

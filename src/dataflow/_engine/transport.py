@@ -284,7 +284,8 @@ _CLOSED = 32  # consumer raised: it will never read again (the producer should s
 _P_NEED = 25  # producer: the bytes it waits for (with the skip to the ring's start)
 _P_HOLDS = 26  # producer: it holds datapoints not yet written (a transit batch being filled)
 
-_REC = struct.Struct("<QII")  # record length, kind, n_items (or "last fragment" flag)
+# Record header: length, kind, n_items (a fragment: its "last" flag), pickle length (inline only).
+_REC = struct.Struct("<QIII")
 _REC_WRAP, _REC_MSG, _REC_FRAG, _REC_INLINE = 1, 2, 3, 4  # INLINE: a pickle, no buffers
 _FRAG_HEAD = struct.Struct("<QIIQQ")  # record length, kind, last flag, message length, chunk length
 _MSG_META = struct.Struct("<QI")  # pickle length, number of out-of-band buffers
@@ -340,10 +341,10 @@ class _Encoded:
 
     def _write_head(self, dst: memoryview, base: int) -> None:
         if not self.bufs:
-            _REC.pack_into(dst, base, self.size, _REC_INLINE, len(self.data))
+            _REC.pack_into(dst, base, self.size, _REC_INLINE, self.n_items, len(self.data))
             dst[base + _REC.size : base + self.head_len] = self.data
             return
-        _REC.pack_into(dst, base, self.size, _REC_MSG, self.n_items)
+        _REC.pack_into(dst, base, self.size, _REC_MSG, self.n_items, 0)
         p = base + _REC.size
         _MSG_META.pack_into(dst, p, len(self.data), len(self.bufs))
         p += _MSG_META.size
@@ -474,8 +475,10 @@ class Ring:
 
     The same object type serves both ends; a process uses only the producer methods
     (:meth:`try_write`, :meth:`reader_waiting`...) or only the consumer ones (:meth:`read`,
-    :meth:`set_waiting`...). ``item_cap`` bounds the number of messages that may sit unread in the
-    ring, on top of the byte capacity.
+    :meth:`set_waiting`...). ``item_cap`` bounds the items that may sit unread in the
+    ring, on top of the byte capacity: each message counts the ``n_items`` it was encoded with (1
+    by default), whether written whole or in fragments; an empty ring takes one message whatever
+    its count.
 
     Zero-copy reads (consumer, ``remap`` given): a message with large buffers is decoded with its
     arrays *in* the ring. Its record is leased: the writer may not reuse it until every array
@@ -558,7 +561,7 @@ class Ring:
 
     def _put_record(self, skip: int, size: int) -> int:
         if skip:
-            _REC.pack_into(self.data, self._wpos % self.cap, skip, _REC_WRAP, 0)
+            _REC.pack_into(self.data, self._wpos % self.cap, skip, _REC_WRAP, 0, 0)
             self._wpos += skip
         return self._wpos % self.cap
 
@@ -578,7 +581,21 @@ class Ring:
         return True
 
     def start_fragments(self, msg: _Encoded) -> None:
-        self._pending_frags = (msg.size, msg.n_items, msg.chunks(self.frag_size), [None])
+        """Queue ``msg`` to be written in fragments (:meth:`try_write_fragments`).
+
+        The message counts its ``n_items`` against ``item_cap`` from its first fragment on: it
+        starts only when the whole message fits under the cap.
+        """
+        self._pending_frags = (msg.size, msg.n_items, msg.chunks(self.frag_size), [None, False])
+
+    def _fragment_room(self, chunk_bytes: int) -> int:
+        _, n_items, _, held = self._pending_frags
+        return self._room(_align(_FRAG_HEAD.size + chunk_bytes), 0 if held[1] else n_items)
+
+    def next_fragment_fits(self) -> bool:
+        """Producer side: could :meth:`try_write_fragments` make progress now?"""
+        chunk = self._pending_frags[3][0]
+        return self._fragment_room(self.frag_size if chunk is None else chunk.nbytes) >= 0
 
     def try_write_fragments(self) -> bool:
         """Write as many pending fragments as fit; True when the message is fully written."""
@@ -593,7 +610,7 @@ class Ring:
                     return True
                 held[0] = chunk
             size = _align(_FRAG_HEAD.size + chunk.nbytes)
-            skip = self._room(size, 0)
+            skip = self._fragment_room(chunk.nbytes)
             if skip < 0:
                 if wrote:
                     self._publish()
@@ -606,6 +623,7 @@ class Ring:
             self.data[start : start + chunk.nbytes] = chunk
             self._wpos += size
             held[0] = peek
+            held[1] = True
             if last:
                 self._witems += n_items
                 self._publish()
@@ -657,15 +675,15 @@ class Ring:
                 return False, None
             order()
             off = self._rpos % cap
-            length, kind, n = _REC.unpack_from(data, off)
+            length, kind, n, plen = _REC.unpack_from(data, off)
             if kind == _REC_INLINE:
-                view = data[off + _REC.size : off + _REC.size + n]
+                view = data[off + _REC.size : off + _REC.size + plen]
                 try:
                     obj = pickle.loads(view)
                 finally:
                     view.release()
                 self._rpos += length
-                self._ritems += 1
+                self._ritems += n
                 self._publish_read()
                 return True, obj
             if kind == _REC_MSG:
@@ -698,12 +716,12 @@ class Ring:
                     whole = self._partial
                     self._partial = None
                     mv = whole.data.cast("B")
-                    _, kind, n = _REC.unpack_from(mv, 0)
+                    _, kind, n, plen = _REC.unpack_from(mv, 0)
                     if kind == _REC_INLINE:
-                        obj = pickle.loads(mv[_REC.size : _REC.size + n])
+                        obj = pickle.loads(mv[_REC.size : _REC.size + plen])
                     else:
                         obj = _decode(mv, 0, "view")
-                    self._ritems += 1
+                    self._ritems += n
                     hdr[_R_ITEMS] = self._ritems
                     return True, obj
                 continue

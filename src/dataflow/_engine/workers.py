@@ -288,7 +288,7 @@ class _ProcessIO(WorkerIO):
             ring.start_fragments(msg)
             while not ring.try_write_fragments():
                 self._notify()
-                self._wait_for(lambda: ring._room(64, 0) >= 0)
+                self._wait_for(ring.next_fragment_fits)
         else:
             while not ring.try_write(msg):
                 self._wait_for(lambda: ring._room(msg.size, msg.n_items) >= 0)
