@@ -469,3 +469,52 @@ def test_map_and_batch_with_many_workers_and_a_small_buffer_does_not_starve():
     ) as ds:
         batches = list(ds)
     assert len(batches) == 2000 // 32
+
+
+# -- how a worker hands over results ----------------------------------------------------------------
+
+
+class _Stop(Exception):
+    pass
+
+
+class _RecordingIO:
+    """Stands in for a worker's channel: one task, a consumer that never waits, puts recorded."""
+
+    def __init__(self, task: tuple) -> None:
+        self.tasks = [task]
+        self.puts: list[tuple] = []
+
+    def get_task(self) -> tuple:
+        if not self.tasks:
+            raise _Stop
+        return self.tasks.pop()
+
+    def put(self, item: tuple) -> None:
+        self.puts.append(item)
+
+    def flush(self) -> None:
+        pass
+
+    def consumer_waiting(self) -> bool:
+        return False
+
+
+@pytest.mark.parametrize(
+    ("nbytes", "chunks"), [(8, 1), (3 << 20, 6)], ids=["tiny results", "3 MB results"]
+)
+def test_a_worker_hands_over_large_results_one_by_one(nbytes: int, chunks: int):
+    # A consumer slower than the workers never waits, so a worker maps a whole task chunk before
+    # handing it over. Tiny results go as one message; arrays of megabytes must not (one message
+    # of several would exceed a ring record and travel in fragments, reassembled by a copy: a
+    # slow consumer then got each 4.8 MB array 300x slower than it is read in place).
+    from dataflow.parallel_map import _R_CHUNK, _T_RANGE, _MapJob
+
+    job = _MapJob(lambda i: [np.full(nbytes, i, np.uint8), i])
+    io = _RecordingIO((_T_RANGE, 10, list(range(6))))
+    with pytest.raises(_Stop):
+        job.run(io)
+    assert len(io.puts) == chunks
+    assert all(put[0] == _R_CHUNK for put in io.puts)
+    assert [i for put in io.puts for i in put[1]] == list(range(10, 16))
+    assert [dp[1] for put in io.puts for dp in put[2]] == list(range(6))

@@ -48,6 +48,8 @@ import pickle
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
+
 from ._batching import aggregate_batch
 from ._engine.stage import PoolOwner, check_count, check_flag, default_workers
 from ._engine.workers import DATA, DIED, DONE, Job, ProcessPool, ThreadPool
@@ -85,6 +87,23 @@ _R_ORDERED = 4  # (tag, batch_id, idxs, batch | None)
 _MAX_ATTEMPTS = 3
 
 
+# A worker hands over the results of a task chunk early once they hold this many bytes of arrays:
+# a chunk of large arrays in one message would exceed a ring record and travel in fragments,
+# reassembled with a copy (much slower than large arrays read in place).
+_HANDOVER_BYTES = 1 << 20
+
+
+def _array_bytes(out: Any) -> int:
+    """Bytes of the numpy arrays at the top level of a datapoint (a cheap estimate of its size)."""
+    if isinstance(out, np.ndarray):
+        return out.nbytes
+    if isinstance(out, (list, tuple)):
+        return sum(x.nbytes for x in out if isinstance(x, np.ndarray))
+    if isinstance(out, dict):
+        return sum(x.nbytes for x in out.values() if isinstance(x, np.ndarray))
+    return 0
+
+
 class _MapJob(Job):
     """A map worker: apply ``map_func`` to the datapoints it is sent (and batch, if asked)."""
 
@@ -116,18 +135,22 @@ class _MapJob(Job):
                     results: list[Any] = []
                     any_none = False
                     done = 0
+                    held = 0
                     for dp in dps:
                         out = f(dp)
                         if out is None:
                             any_none = True
                         results.append(out)
-                        if waiting() and len(results) < len(dps) - done:
-                            # The consumer starves: hand over what is ready.
+                        held += _array_bytes(out)
+                        if (waiting() or held >= _HANDOVER_BYTES) and len(results) < len(
+                            dps
+                        ) - done:
+                            # The consumer starves, or the results are large: hand them over.
                             n = len(results)
                             put((_R_CHUNK, idxs[done : done + n], results, any_none))
                             flush()
                             done += n
-                            results, any_none = [], False
+                            results, any_none, held = [], False, 0
                     if results:
                         put((_R_CHUNK, idxs[done:], results, any_none))
                     flush()  # results held here would count against the consumer's budget
