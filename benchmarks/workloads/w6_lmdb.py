@@ -105,6 +105,20 @@ def _tiny_expected() -> tuple[int, tuple]:
     return N_TINY, (N_TINY * (N_TINY - 1) // 2, 0.5 * N_TINY)
 
 
+# --smoke passes over a prefix of the records (files of that many records are cached separately)
+SMOKE_JPEG = 500
+SMOKE_TINY = 20_000
+
+
+def _jpeg_prefix(n: int) -> tuple[int, tuple]:
+    jpegs = _jpegs()
+    return n, (n * (n - 1) // 2, sum(len(jpegs[i % N_DISTINCT]) for i in range(n)))
+
+
+def _tiny_prefix(n: int) -> tuple[int, tuple]:
+    return n, (n * (n - 1) // 2, 0.5 * n)
+
+
 def jpeg_stats(dp: Any) -> tuple[int, tuple]:
     return 1, (int(dp[1]), len(dp[0]))
 
@@ -288,6 +302,8 @@ def _writes(kind: str, stats: Callable[[Any], tuple[int, tuple]]) -> dict:
 
 
 READ_JPEG = SimpleNamespace(
+    SMOKE_N=SMOKE_JPEG,
+    expected_prefix=_jpeg_prefix,
     NAME="W6-READ-JPEG",
     TITLE="LMDB sequential read + deserialize, 8,000 JPEG records (~113 KB)",
     METRIC="dp/s",
@@ -300,6 +316,8 @@ READ_JPEG = SimpleNamespace(
 )
 
 READ_TINY = SimpleNamespace(
+    SMOKE_N=SMOKE_TINY,
+    expected_prefix=_tiny_prefix,
     NAME="W6-READ-TINY",
     TITLE="LMDB sequential read + deserialize, 500k tiny records [i, 0.5]",
     METRIC="dp/s",
@@ -312,6 +330,8 @@ READ_TINY = SimpleNamespace(
 )
 
 WRITE_JPEG = SimpleNamespace(
+    SMOKE_N=SMOKE_JPEG,
+    expected_prefix=_jpeg_prefix,
     NAME="W6-WRITE-JPEG",
     TITLE="LMDBSerializer.save of 8,000 JPEG records (one yield per complete, synced write)",
     METRIC="dp/s",
@@ -324,6 +344,8 @@ WRITE_JPEG = SimpleNamespace(
 )
 
 WRITE_TINY = SimpleNamespace(
+    SMOKE_N=SMOKE_TINY,
+    expected_prefix=_tiny_prefix,
     NAME="W6-WRITE-TINY",
     TITLE="LMDBSerializer.save of 500k tiny records (one yield per complete, synced write)",
     METRIC="dp/s",
