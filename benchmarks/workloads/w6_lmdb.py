@@ -301,58 +301,61 @@ def _writes(kind: str, stats: Callable[[Any], tuple[int, tuple]]) -> dict:
     }
 
 
-READ_JPEG = SimpleNamespace(
-    SMOKE_N=SMOKE_JPEG,
-    expected_prefix=_jpeg_prefix,
-    NAME="W6-READ-JPEG",
-    TITLE="LMDB sequential read + deserialize, 8,000 JPEG records (~113 KB)",
-    METRIC="dp/s",
-    TIMING="in_call",
-    make_source=make_jpeg_records,
-    expected_pass=_jpeg_expected,
-    batch_stats=jpeg_stats,
-    IMPORTS=IMPORTS,
-    BUILDERS=_reads("jpeg"),
-)
+# what the workloads of one kind of record share
+_KINDS = {
+    "jpeg": dict(
+        make_source=make_jpeg_records,
+        expected_pass=_jpeg_expected,
+        SMOKE_N=SMOKE_JPEG,
+        expected_prefix=_jpeg_prefix,
+    ),
+    "tiny": dict(
+        make_source=make_tiny_records,
+        expected_pass=_tiny_expected,
+        SMOKE_N=SMOKE_TINY,
+        expected_prefix=_tiny_prefix,
+    ),
+}
 
-READ_TINY = SimpleNamespace(
-    SMOKE_N=SMOKE_TINY,
-    expected_prefix=_tiny_prefix,
-    NAME="W6-READ-TINY",
-    TITLE="LMDB sequential read + deserialize, 500k tiny records [i, 0.5]",
-    METRIC="dp/s",
-    TIMING="in_call",
-    make_source=make_tiny_records,
-    expected_pass=_tiny_expected,
-    batch_stats=tiny_stats,
-    IMPORTS=IMPORTS,
-    BUILDERS=_reads("tiny"),
-)
 
-WRITE_JPEG = SimpleNamespace(
-    SMOKE_N=SMOKE_JPEG,
-    expected_prefix=_jpeg_prefix,
-    NAME="W6-WRITE-JPEG",
-    TITLE="LMDBSerializer.save of 8,000 JPEG records (one yield per complete, synced write)",
-    METRIC="dp/s",
-    TIMING="in_call",
-    make_source=make_jpeg_records,
-    expected_pass=_jpeg_expected,
-    batch_stats=write_stats,
-    IMPORTS=IMPORTS,
-    BUILDERS=_writes("jpeg", jpeg_stats),
-)
+def _workload(name: str, title: str, kind: str, stats: Callable, builders: dict) -> SimpleNamespace:
+    return SimpleNamespace(
+        NAME=name,
+        TITLE=title,
+        METRIC="dp/s",
+        TIMING="in_call",
+        batch_stats=stats,
+        IMPORTS=IMPORTS,
+        BUILDERS=builders,
+        **_KINDS[kind],
+    )
 
-WRITE_TINY = SimpleNamespace(
-    SMOKE_N=SMOKE_TINY,
-    expected_prefix=_tiny_prefix,
-    NAME="W6-WRITE-TINY",
-    TITLE="LMDBSerializer.save of 500k tiny records (one yield per complete, synced write)",
-    METRIC="dp/s",
-    TIMING="in_call",
-    make_source=make_tiny_records,
-    expected_pass=_tiny_expected,
-    batch_stats=write_stats,
-    IMPORTS=IMPORTS,
-    BUILDERS=_writes("tiny", tiny_stats),
+
+READ_JPEG = _workload(
+    "W6-READ-JPEG",
+    "LMDB sequential read + deserialize, 8,000 JPEG records (~113 KB)",
+    "jpeg",
+    jpeg_stats,
+    _reads("jpeg"),
+)
+READ_TINY = _workload(
+    "W6-READ-TINY",
+    "LMDB sequential read + deserialize, 500k tiny records [i, 0.5]",
+    "tiny",
+    tiny_stats,
+    _reads("tiny"),
+)
+WRITE_JPEG = _workload(
+    "W6-WRITE-JPEG",
+    "LMDBSerializer.save of 8,000 JPEG records (one yield per complete, synced write)",
+    "jpeg",
+    write_stats,
+    _writes("jpeg", jpeg_stats),
+)
+WRITE_TINY = _workload(
+    "W6-WRITE-TINY",
+    "LMDBSerializer.save of 500k tiny records (one yield per complete, synced write)",
+    "tiny",
+    write_stats,
+    _writes("tiny", tiny_stats),
 )
