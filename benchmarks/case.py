@@ -1,9 +1,17 @@
 """One benchmark case, run by ``run.py`` in a fresh process: ``python case.py '<json spec>'``.
 
-The spec names the workload, library and config, the window in seconds and the most passes. The
-case builds the workload's source, imports the library (timed), builds the pipeline (timed), then
-iterates passes, timing every ``next()`` and checking each pass's count and checksum, until the
-window has elapsed at a pass boundary (or, mid-pass, three windows and at least 60 s).
+The spec names the workload, library and config, the window in seconds, the cutoff and the most
+passes. The case builds the workload's source, imports the library (timed), builds the pipeline
+(timed), then iterates passes, timing every ``next()`` and checking each pass's count and checksum,
+until the window has elapsed at a pass boundary (or, mid-pass, at the cutoff: ``cutoff_s`` seconds
+after the first batch, at least three windows; that pass is reported incomplete, its checksum
+unchecked).
+
+Warm-up: the window starts ``min(TTFB, window)`` seconds after the first batch, not at it. A
+library whose workers started slowly (grain's spawned workers: 5-16 s) kept producing into its
+buffers meanwhile, and a window that began at once would measure the buffer draining, not the
+pipeline. A library that starts in milliseconds warms up for milliseconds. Workloads that measure
+start-up itself set ``WARMUP = False`` (W7).
 
 Workload fields it honours besides the contract of ``workloads/__init__.py``: ``RATE_SCALE``
 (library -> factor its measured throughput is multiplied by: W4's ceiling runs on one core and
@@ -93,8 +101,9 @@ def run_case(spec: dict, chan: Channel) -> dict:
     rate_scale = float(getattr(wl, "RATE_SCALE", {}).get(lib, 1.0))
     sleep_s = float(getattr(wl, "CONSUMER_SLEEP_S", 0.0))
     # A pass under way when the window ends is finished (so that it can be checked) unless that
-    # takes past this cutoff.
-    cutoff_ns = max(3 * window_ns, int(60e9))
+    # takes past this cutoff (from the first batch).
+    cutoff_ns = max(3 * window_ns, int(float(spec.get("cutoff_s", 60.0)) * 1e9))
+    warmup = bool(getattr(wl, "WARMUP", True))
 
     source = wl.make_source()
     exp_count, exp_checksum = wl.expected_pass()
@@ -119,6 +128,8 @@ def run_case(spec: dict, chan: Channel) -> dict:
     sizes = array("l")  # datapoints in each yield
     passes: list[dict] = []
     ttfb_ns = None
+    first_batch = None  # perf_counter_ns when the first batch came
+    warmup_end = None  # the window starts at the first yield that returns after this
     window_start = None
     stats = wl.batch_stats
     timed_out = False
@@ -145,9 +156,13 @@ def run_case(spec: dict, chan: Channel) -> dict:
             n, cs = stats(batch)
             if ttfb_ns is None:
                 ttfb_ns = t_end - t_imported
-                # The window starts after the first batch: it is reported as TTFB instead.
-                chan.handshake("window_start")
-                window_start = perf_ns()
+                first_batch = t_end
+                warmup_end = t_end + (min(ttfb_ns, window_ns) if warmup else 0)
+            if window_start is None:
+                # The first batch is reported as TTFB, the warm-up after it in no figure.
+                if t_end >= warmup_end:
+                    chan.handshake("window_start")
+                    window_start = perf_ns()
             else:
                 durations.append(t_end - t + carry)
                 cpu_durations.append(c_end - c + carry_cpu)
@@ -159,7 +174,7 @@ def run_case(spec: dict, chan: Channel) -> dict:
             del batch
             if sleep_s:  # a slow consumer (W8): outside the timed next()
                 time.sleep(sleep_s)
-            if perf_ns() - window_start > cutoff_ns:
+            if perf_ns() - first_batch > cutoff_ns:
                 timed_out = True
                 break
         if timed_out:
@@ -225,6 +240,7 @@ def run_case(spec: dict, chan: Channel) -> dict:
         "import_s": (t_imported - t0) / 1e9,
         "build_s": (t_built - t_imported) / 1e9,
         "ttfb_s": ttfb_ns / 1e9,
+        "warmup_s": (window_start - first_batch) / 1e9,
         "teardown_s": (t_gone - t_teardown) / 1e9,
         "teardown_close_s": (t_closed - t_teardown) / 1e9,
         "teardown_left": teardown_left,

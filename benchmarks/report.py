@@ -414,7 +414,7 @@ def markdown_workload(summary: dict, heading: str = "###", chart: str | None = N
             else ""
         )
         + (
-            " 'steady PSS': the peak inside the window, after the first batch."
+            " 'steady PSS': the peak inside the window (after the warm-up that follows the first batch)."
             if any(c.get("steady_pss_bytes") for c in cases.values())
             else ""
         )

@@ -81,6 +81,10 @@ SECONDARY_ROUNDS = 2
 CASE_EXTRA_S = {"W1": 5.5, "W6-WRITE-JPEG": 18.0, "W6-READ-JPEG": 12.0, "W6-READ-TINY": 12.0}
 CASE_EXTRA_DEFAULT_S = 5.0
 SETTLE_S = 3.0  # how long a finished case's session may take to empty by itself
+# A pass still under way this many seconds after the first batch (at least three windows) is cut
+# off and reported incomplete: a library that slow (grain at 0.02 GB/s in W3, a 50 s pass) would
+# otherwise hold the whole run up. Smoke mode has to see every pass through.
+CUTOFF_S = {"smoke": 120.0, "quick": 20.0, "full": 40.0}
 
 
 def log(msg: str) -> None:
@@ -286,10 +290,11 @@ def case_failed(rec: dict) -> bool:
 
 
 def past_case_seconds(out: Path, mode: str) -> dict[tuple[str, str, str], float]:
-    """Median ``case_s`` per (workload, lib, config) in the latest earlier run of ``mode``."""
+    """Median seconds a case took beyond its window, per (workload, lib, config), in the latest
+    five earlier runs in ``out`` (of any mode but smoke, whose passes are shorter)."""
     import statistics
 
-    runs = sorted(out.glob(f"*-{mode}.json"))
+    runs = sorted(p for p in out.glob("*.json") if not p.name.endswith("-smoke.json"))
     found: dict[tuple[str, str, str], list[float]] = {}
     for path in reversed(runs[-5:]):
         try:
@@ -297,16 +302,18 @@ def past_case_seconds(out: Path, mode: str) -> dict[tuple[str, str, str], float]
         except (OSError, ValueError, KeyError):
             continue
         for c in cases:
-            if c.get("case_s") and c.get("status") == "ok":
-                found.setdefault((c["workload"], c["lib"], c["config"]), []).append(c["case_s"])
+            if c.get("case_s") and c.get("status") == "ok" and c.get("window_s"):
+                extra = c["case_s"] - c["window_s"]
+                found.setdefault((c["workload"], c["lib"], c["config"]), []).append(extra)
     return {k: statistics.median(v) for k, v in found.items()}
 
 
 def case_seconds(wl, lib: str, config: str, window: float, past: dict) -> float:
-    """Expected seconds of one case: from earlier runs of the mode, else the workload's guess,
-    else the window plus a per-workload overhead measured on an idle machine."""
+    """Expected seconds of one case: the window plus what the case took beyond its window in
+    earlier runs, else the workload's guess, else a per-workload overhead measured on an idle
+    machine."""
     if (wl.NAME, lib, config) in past:
-        return past[(wl.NAME, lib, config)]
+        return window + past[(wl.NAME, lib, config)]
     own = getattr(wl, "expected_case_s", None)
     if own is not None:
         return float(own(lib, config, window))
@@ -507,6 +514,7 @@ def main(argv: list[str] | None = None) -> int:
                     "round": rnd,
                     "malloc": m,
                     "smoke": mode == "smoke",
+                    "cutoff_s": CUTOFF_S[mode],
                 }
                 timeout = 5 * window + 180
                 suffix = "" if m == "default" else f"-malloc-{m}"

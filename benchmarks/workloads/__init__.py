@@ -17,6 +17,10 @@ A workload module exposes:
 - ``expected_pass()``: ``(count, checksum)`` of one complete pass, and ``batch_stats(batch)``:
   ``(count, checksum)`` of one yielded batch; checksums add up over a pass.
 
+Optional: ``WARMUP`` (default True; False when start-up is what is measured: the case's window
+then starts at the first batch, not ``min(TTFB, window)`` after it), and the fields ``case.py``
+documents (``RATE_SCALE``, ``CONSUMER_SLEEP_S``, ``MAX_PASSES``, ``SMOKE_N``).
+
 A registered target may also be ``"module:attribute"``: a namespace in the module with these
 fields (one module can so define several workloads, as W6 does). ``run.py --workloads W6`` runs
 every workload whose name starts with ``W6-``.

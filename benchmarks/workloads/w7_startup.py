@@ -194,6 +194,7 @@ def _workload(method: str) -> SimpleNamespace:
         METRIC="img/s",
         TIMING="wall",
         MAX_PASSES=MAX_PASSES,
+        WARMUP=False,  # start-up is what this workload measures
         NOT_APPLICABLE=not_applicable,
         make_source=make_source,
         expected_pass=expected_pass,
