@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -109,10 +110,30 @@ def _date(started: str) -> str:
 
 
 def _relative(path: Path) -> str:
+    """The results file as the page shows it: relative to the repository, or, for a run written
+    elsewhere (``--out``), where a default run would have put it (never a path of this machine)."""
     try:
         return str(path.resolve().relative_to(REPO))
     except ValueError:
-        return str(path)
+        return f"benchmarks/results/{path.name}"
+
+
+def _shown_command(command: str) -> str:
+    """The run's command line without ``--out DIR`` (a path of the machine that ran it)."""
+    words = shlex.split(command)
+    kept: list[str] = []
+    skip = False
+    for w in words:
+        if skip:
+            skip = False
+            continue
+        if w == "--out":
+            skip = True
+            continue
+        if w.startswith("--out="):
+            continue
+        kept.append(w)
+    return " ".join(shlex.quote(w) for w in kept)
 
 
 def render(
@@ -126,7 +147,7 @@ def render(
 ) -> str:
     """The page's Markdown."""
     run = run_doc.get("run", {})
-    command = run.get("command", "python benchmarks/run.py")
+    command = _shown_command(run.get("command", "python benchmarks/run.py"))
     shown = _relative(run_path) if run_path else "benchmarks/results/<run>.json"
     lines = [
         "# Benchmarks",

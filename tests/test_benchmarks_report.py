@@ -373,7 +373,10 @@ def test_publish_writes_the_page_and_keeps_the_hand_written_section(
     results = tmp_path / "results"
     results.mkdir()
     run_path = results / "20261125-101010-full.json"
-    run_path.write_text(json.dumps(make_run()))
+    doc = make_run()
+    # a run written elsewhere: the page names neither that folder nor the --out argument
+    doc["run"]["command"] += f" --out {results}"
+    run_path.write_text(json.dumps(doc))
     docs = tmp_path / "docs"
 
     page = publish.publish(run_path, docs, freeze="numpy==2.4.6\ntensorpack==0.11")
@@ -383,7 +386,7 @@ def test_publish_writes_the_page_and_keeps_the_hand_written_section(
         "# Benchmarks",
         "## How to reproduce",
         "python benchmarks/run.py --workloads WX,WT --rounds 3 --no-setup",
-        f"python benchmarks/publish.py {run_path}",
+        "python benchmarks/publish.py benchmarks/results/20261125-101010-full.json",
         "Machine: Test CPU 9000, 2 cores, 24 GiB; Linux-test; Python 3.11.7.",
         "Date: 2026-11-25 10:10:10.",
         "## Summary",
@@ -403,6 +406,7 @@ def test_publish_writes_the_page_and_keeps_the_hand_written_section(
     assert -1 not in positions, [s for s, p in zip(order, positions) if p < 0]
     assert positions == sorted(positions)
     assert "```python" not in text  # docs/*.md python blocks are executed by test_docs.py
+    assert str(tmp_path) not in text and "--out" not in text
     for name in ("WX.png", "WT.png"):
         png_size(docs / "benchmarks" / name)
 

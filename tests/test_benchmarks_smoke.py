@@ -16,6 +16,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 RUN = REPO / "benchmarks" / "run.py"
+SLOW_START_S = 0.25  # benchmarks/workloads/selftest.py: the slow_start case's first batch delay
 
 
 @pytest.mark.timeout(90)
@@ -79,6 +80,7 @@ def test_smoke_fails_on_each_fault_and_cleans_up(tmp_path: Path) -> None:
         "leak_shm_mapped",
         "wrong_checksum",
         "crash",
+        "slow_start",
     }, output
     assert "status=ok" in checks["good"] and "leftovers=none" in checks["good"]
     assert "checksum=ok" in checks["good"]
@@ -87,10 +89,17 @@ def test_smoke_fails_on_each_fault_and_cleans_up(tmp_path: Path) -> None:
     assert "leftovers=1" in checks["leak_shm_mapped"]
     assert "checksum=WRONG" in checks["wrong_checksum"]
     assert "status=crash" in checks["crash"]
+    assert "status=ok" in checks["slow_start"] and "checksum=ok" in checks["slow_start"]
 
     (result,) = tmp_path.glob("*-smoke.json")
     cases = {c["config"]: c for c in json.loads(result.read_text())["cases"]}
     assert "time.sleep(120)" in cases["leak_process"]["leftover_procs"][0]
+    # A pipeline whose first batch took 0.25 s is warmed up min(TTFB, window) = 0.25 s before
+    # its window starts; one that starts at once is not held back.
+    slow = cases["slow_start"]
+    assert slow["ttfb_s"] >= SLOW_START_S
+    assert slow["warmup_s"] >= min(slow["ttfb_s"], 0.3)
+    assert cases["good"]["warmup_s"] < SLOW_START_S
     # The harness removed what the faulty cases left behind.
     assert not cases["leak_process"].get("unkillable_procs")
     for config in ("leak_shm", "leak_shm_mapped"):

@@ -4,7 +4,9 @@ Not a benchmark and not run by default: ``run.py --smoke --workloads SELFTEST`` 
 CHECK line per config naming the fault: ``leak_process`` leaves a child process running after the
 case exits, ``leak_shm`` leaves a /dev/shm file named after its pid behind, ``leak_shm_mapped``
 one with an anonymous name that it maps through the window, ``wrong_checksum`` yields a wrong value,
-``crash`` kills its own process mid-pass, and ``good`` does nothing wrong (it must pass).
+``crash`` kills its own process mid-pass, and ``good`` does nothing wrong (it must pass), nor does
+``slow_start``, whose first batch comes only after ``SLOW_START_S`` (the harness must warm up for
+that long before its window).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import mmap
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -87,6 +90,21 @@ def build_wrong_checksum(source: list[int]) -> Built:
     return Built(epoch)
 
 
+SLOW_START_S = 0.25
+
+
+def build_slow_start(source: list[int]) -> Built:
+    # Stands for workers that take a while to start (the delay is the behaviour under test).
+    def epoch() -> Iterator[list[int]]:
+        if not started:
+            started.append(True)
+            time.sleep(SLOW_START_S)
+        return _batches(source)
+
+    started: list[bool] = []
+    return Built(epoch)
+
+
 def build_crash(source: list[int]) -> Built:
     def epoch() -> Iterator[list[int]]:
         for i, batch in enumerate(_batches(source)):
@@ -106,5 +124,6 @@ BUILDERS: dict[str, dict[str, Callable[[list], Built]]] = {
         "leak_shm_mapped": build_leak_shm_mapped,
         "wrong_checksum": build_wrong_checksum,
         "crash": build_crash,
+        "slow_start": build_slow_start,
     }
 }
