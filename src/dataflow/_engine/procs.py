@@ -13,6 +13,7 @@ import ctypes.util
 import io
 import logging
 import multiprocessing
+import os
 import pickle
 import signal
 import sys
@@ -27,6 +28,7 @@ __all__ = [
     "resolve_start_method",
     "get_context",
     "set_death_signal",
+    "steady_malloc",
     "sigint_blocked",
     "check_picklable",
     "stop_processes",
@@ -76,6 +78,46 @@ def set_death_signal() -> bool:
         if _libc is None:
             _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         return _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    except (OSError, AttributeError):  # pragma: no cover - exotic libc
+        return False
+
+
+# glibc mallopt parameters
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+# A worker's allocator settings (see steady_malloc): blocks up to 16 MiB come from the heap, and
+# the heap keeps up to 64 MiB of free space at its top instead of returning it at once.
+WORKER_MMAP_THRESHOLD = 16 << 20
+WORKER_TRIM_THRESHOLD = 64 << 20
+# Setting any of these (glibc's own variables) leaves the worker's allocator as the user set it.
+_MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
+MALLOC_OPT_OUT_ENV = "DATAFLOW_WORKER_MALLOC"  # "default": leave glibc's dynamic thresholds
+
+
+def steady_malloc() -> bool:
+    """In a worker process on glibc: fix malloc's mmap and trim thresholds. True if set.
+
+    glibc moves its mmap threshold up each time a large mapped block is freed and trims the heap
+    whenever more than twice that much is free at its top. A worker that decodes an image into
+    a few hundred KB, crops it, hands it over and frees everything then gives its heap back to
+    the kernel after nearly every datapoint, and the next one faults every page in again: 55
+    page faults an image in W4, 13% of the throughput (benchmarks/README.md, "Allocator").
+    Fixed thresholds keep those buffers in the heap and reuse them. Only the worker processes
+    this library starts are changed, never the user's own process; the user's MALLOC_*
+    environment, or ``DATAFLOW_WORKER_MALLOC=default``, leaves them alone.
+    """
+    global _libc
+    if not sys.platform.startswith("linux") or os.environ.get(MALLOC_OPT_OUT_ENV) == "default":
+        return False
+    if any(name in os.environ for name in _MALLOC_ENV):
+        return False
+    try:
+        if _libc is None:
+            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        if not hasattr(_libc, "gnu_get_libc_version"):  # musl and others: no such knobs
+            return False
+        ok = _libc.mallopt(_M_MMAP_THRESHOLD, WORKER_MMAP_THRESHOLD) == 1
+        return _libc.mallopt(_M_TRIM_THRESHOLD, WORKER_TRIM_THRESHOLD) == 1 and ok
     except (OSError, AttributeError):  # pragma: no cover - exotic libc
         return False
 

@@ -353,6 +353,7 @@ def _process_main(spec: _ProcSpec) -> None:
     procs.worker_signals()
     if spec.death_signal:
         procs.set_death_signal()
+    procs.steady_malloc()
     if spec.method != "forkserver" and os.getppid() != spec.parent_pid:
         os._exit(0)  # the parent died before the death signal was armed
     import multiprocessing
