@@ -120,20 +120,14 @@ def _relative(path: Path) -> str:
 
 def _shown_command(command: str) -> str:
     """The run's command line without ``--out DIR`` (a path of the machine that ran it)."""
-    words = shlex.split(command)
-    kept: list[str] = []
-    skip = False
+    words = iter(shlex.split(command))
+    kept = []
     for w in words:
-        if skip:
-            skip = False
-            continue
         if w == "--out":
-            skip = True
-            continue
-        if w.startswith("--out="):
-            continue
-        kept.append(w)
-    return " ".join(shlex.quote(w) for w in kept)
+            next(words, None)  # and its value
+        elif not w.startswith("--out="):
+            kept.append(w)
+    return shlex.join(kept)
 
 
 def render(

@@ -289,7 +289,7 @@ def case_failed(rec: dict) -> bool:
     )
 
 
-def past_case_seconds(out: Path, mode: str) -> dict[tuple[str, str, str], float]:
+def past_case_seconds(out: Path) -> dict[tuple[str, str, str], float]:
     """Median seconds a case took beyond its window, per (workload, lib, config), in the latest
     five earlier runs in ``out`` (of any mode but smoke, whose passes are shorter)."""
     import statistics
@@ -482,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
         "malloc": {w: sorted({c[2] for r in p for c in r}) for w, p in plans.items()},
         "pinned_malloc_env": PINNED_MALLOC,
     }
-    estimate_s = estimate(wls, plans, window, past_case_seconds(args.out, mode))
+    estimate_s = estimate(wls, plans, window, past_case_seconds(args.out))
     run_info["estimated_s"] = estimate_s
     log(
         f"{mode} run: {len(wls)} workloads, about {estimate_s / 60:.0f} min on an idle machine"

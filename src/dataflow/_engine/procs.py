@@ -101,7 +101,7 @@ def steady_malloc() -> bool:
     whenever more than twice that much is free at its top. A worker that decodes an image into
     a few hundred KB, crops it, hands it over and frees everything then gives its heap back to
     the kernel after nearly every datapoint, and the next one faults every page in again: 55
-    page faults an image in W4, 13% of the throughput (benchmarks/README.md, "Allocator").
+    page faults an image in W4, 13% of the throughput (docs/benchmarks.md, "Where we are behind").
     Fixed thresholds keep those buffers in the heap and reuse them. Only the worker processes
     this library starts are changed, never the user's own process; the user's MALLOC_*
     environment, or ``DATAFLOW_WORKER_MALLOC=default``, leaves them alone.
