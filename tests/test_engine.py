@@ -20,7 +20,7 @@ import pytest
 from dataflow._engine.transport import Ring, SharedSegment, encode
 from dataflow._engine.workers import pid_alive
 from dataflow.base import DataFlow
-from dataflow.errors import DataFlowArgumentError, WorkerDied
+from dataflow.errors import DataFlowArgumentError, WorkerDied, WorkerError
 from dataflow.parallel import MultiProcessRunner, MultiProcessRunnerZMQ, MultiThreadRunner
 from dataflow.parallel_map import (
     MultiProcessMapAndBatchData,
@@ -678,3 +678,153 @@ def test_item_cap_holds_back_a_message_that_fragments():
         producer.release()
         consumer.release()
         seg.close()
+
+
+# -- array encoding --------------------------------------------------------------------------------
+
+
+def test_arrays_of_every_dtype_kind_round_trip_with_dtype_shape_and_type_intact():
+    # Plain dtypes travel as (buffer, dtype string, shape); the rest keep numpy's own pickling.
+    # Either way the receiver gets what was sent, byte order and metadata included.
+    arrays = [
+        np.array(True),
+        np.array(2.5),
+        np.arange(5, dtype=np.int8),
+        np.arange(7, dtype=">i4"),
+        np.arange(3, dtype=np.uint64),
+        np.linspace(0, 1, 9, dtype=np.float16),
+        np.array([1 + 2j, 3j], dtype=np.complex128),
+        np.array(["2026-12-05T10:00", "NaT"], dtype="datetime64[ns]"),
+        np.array([3, -4], dtype="timedelta64[s]"),
+        np.array([b"ab", b"c"], dtype="S3"),
+        np.array(["xy", "z"], dtype=">U2"),
+        np.zeros((0, 4), dtype=np.float32),
+        np.arange(6000.0).reshape(60, 100),  # large: out of band
+        np.zeros(3, dtype=[("a", "<i4"), ("b", "<f8")]),  # structured
+        np.array([{"k": 1}, None], dtype=object),
+        np.ma.masked_array([1, 2, 3], mask=[0, 1, 0]),  # a subclass
+        np.array([1, 2], dtype=np.dtype(np.int64, metadata={"unit": "m"})),
+        np.arange(24, dtype=np.int16).reshape(2, 3, 4).transpose(1, 0, 2),  # not contiguous
+    ]
+    (out,) = _roundtrip(1 << 20, [arrays])
+    assert len(out) == len(arrays)
+    for a, b in zip(arrays, out):
+        assert type(b) is type(a)
+        assert b.dtype == a.dtype and b.dtype.str == a.dtype.str, (a.dtype, b.dtype)
+        assert b.dtype.metadata == a.dtype.metadata
+        assert b.shape == a.shape
+        np.testing.assert_array_equal(b, a)
+        assert b.flags.writeable
+    assert (out[15].mask == arrays[15].mask).all()
+
+
+# -- lazy waiting ----------------------------------------------------------------------------------
+
+
+def test_wait_policy_goes_lazy_only_after_a_run_of_short_sleeps_and_back_when_data_stops():
+    from dataflow._engine import workers as w
+
+    policy = w._WaitPolicy()
+    for _ in range(w._LAZY_AFTER - 1):
+        assert policy.lazy_timeout() is None
+        policy.after_eager(0.001, woken=True)
+    assert policy.lazy_timeout() is None
+    policy.after_eager(0.0005, woken=False)  # a timeout is not a message arriving: start over
+    for _ in range(w._LAZY_AFTER):
+        assert policy.lazy_timeout() is None
+        policy.after_eager(0.001, woken=True)
+    timeout = policy.lazy_timeout()
+    assert timeout == pytest.approx(w._LAZY_FACTOR * 0.001)
+    policy.after_lazy(found=True)
+    for _ in range(w._LAZY_RUN - 1):  # lazy while the sleeps keep finding messages...
+        assert policy.lazy_timeout() == pytest.approx(timeout)
+        policy.after_lazy(found=True)
+    assert policy.lazy_timeout() is None  # ... but one sleep in a run measures the pace again
+    policy.after_eager(0.05, woken=True)  # and a long wait means messages come slowly now
+    assert policy.lazy_timeout() is None
+
+    for _ in range(w._LAZY_AFTER):
+        policy.lazy_timeout()
+        policy.after_eager(w._LAZY_IDLE_S, woken=True)
+    assert policy.lazy_timeout() == pytest.approx(w._LAZY_MAX_S)  # capped
+    policy.after_lazy(found=False)  # nothing came in a whole lazy sleep: eager again
+    assert policy.lazy_timeout() is None
+
+
+def _always_lazy(ds):
+    """Make ``ds``'s consumer sleep lazily for a minute every time it waits: every wake-up it
+    still gets must then come from a worker ringing (a missed one would hit the test timeout)."""
+    from dataflow._engine import workers as w
+
+    class AlwaysLazy(w._WaitPolicy):
+        def lazy_timeout(self):
+            return 60.0
+
+    ds.reset_state()
+    ds._pool._wait = AlwaysLazy()
+    return ds
+
+
+def fail_at_40(dp):
+    if dp[0] == 40:
+        raise KeyError("no label for 40")
+    return dp
+
+
+@pytest.mark.timeout(60)
+def test_lazily_sleeping_consumer_is_woken_by_workers_without_tasks_errors_full_rings_and_deaths():
+    # Workers without tasks (a tiny buffer keeps them short), batching maps flushing at a pass end.
+    ds = _always_lazy(MultiProcessMapData(Count(300), 2, double, buffer_size=4, strict=True))
+    for _ in range(2):
+        assert sorted(dp[0] for dp in ds) == list(range(0, 600, 2))
+    ds.close()
+    ds = _always_lazy(MultiProcessMapAndBatchData(Count(256), 2, vector, 16, strict=True))
+    assert sorted(int(i) for b in ds for i in b[1]) == list(range(256))
+    ds.close()
+    # An error in map_func.
+    ds = _always_lazy(MultiProcessMapData(Count(200), 2, fail_at_40, strict=True))
+    t0 = time.monotonic()
+    with pytest.raises(WorkerError, match="no label for 40"):
+        list(ds)
+    assert time.monotonic() - t0 < 10
+    ds.close()
+    # A runner whose ring fills up (1 MB arrays through 16 MB rings), then dies.
+    ds = _always_lazy(MultiProcessRunnerZMQ(Megabytes(10**6), num_proc=2, start_method="fork"))
+    it = iter(ds)
+    for _ in range(100):
+        arr, i = next(it)
+        assert arr[0] == i % 251
+    os.kill(ds.worker_pids()[0], signal.SIGKILL)
+    t0 = time.monotonic()
+    with pytest.raises(WorkerDied):
+        for _ in it:
+            pass
+    assert time.monotonic() - t0 < 10
+    ds.close()
+
+
+class StallsAfterOnePass(DataFlow):
+    """One pass of ``n`` items, then a pass whose upstream never yields (a stuck reader)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.passes = 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        self.passes += 1
+        if self.passes > 1:
+            threading.Event().wait()
+        for i in range(self.n):
+            yield [i]
+
+
+@pytest.mark.timeout(60)
+def test_lazily_sleeping_consumer_is_woken_by_the_end_of_a_pass_of_a_stuck_worker():
+    # The end-of-pass marker is news: a worker whose next pass is stuck must still ring for it,
+    # or the consumer would sleep out its whole lazy timeout before ending the pass.
+    ds = _always_lazy(MultiProcessRunnerZMQ(StallsAfterOnePass(50), 2, shard=True))
+    assert sorted(dp[0] for dp in ds) == list(range(50))
+    ds.close()

@@ -378,6 +378,8 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
                     return
             return
         load = self._load
+        if min(load) > share // 2:
+            return  # every worker has enough (the common case)
         for w in sorted(range(n), key=load.__getitem__):
             if load[w] > share // 2:
                 break

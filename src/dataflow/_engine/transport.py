@@ -18,14 +18,22 @@ sleeps in ``poll()`` on a pipe (together with the workers' process sentinels, so
 it too); a writer that publishes a message while the flag is up writes one byte to that pipe. The
 flag and the positions form a Dekker pair, so each side issues a full memory barrier between its
 store and its load (:func:`fence`). Every sleep also has a bounded timeout as a second line of
-defence, so a lost wake-up could cost latency but never a hang.
+defence, so a lost wake-up could cost latency but never a hang. A consumer may also wait
+*lazily* (flag value 2): it sleeps for a short, bounded time of its choosing and wants no wake-up
+for data, only for news (an error, the end of a stream, a worker that has no more work or no
+room); see ``workers._WaitPolicy``.
+
+Arrays travel as (buffer, dtype string, shape) rather than with numpy's own reduction, whose
+pickled dtype object costs more to rebuild than the rest of a small message together.
 """
 
 from __future__ import annotations
 
+import copyreg
 import ctypes
 import ctypes.util
 import errno
+import io
 import logging
 import mmap
 import os
@@ -278,7 +286,7 @@ _PAGE = mmap.PAGESIZE
 # Indices of the u64 slots of a ring header; each side's slots share a 64-byte line.
 _W_POS, _W_ITEMS = 0, 1  # producer: bytes written, items written
 _R_POS, _R_ITEMS = 8, 9  # consumer: bytes read, items read
-_C_WAIT = 16  # consumer raised: it sleeps until data arrives
+_C_WAIT = 16  # consumer raised: 1 it sleeps until data arrives, 2 it sleeps lazily (see above)
 _P_WAIT = 24  # producer raised: it sleeps until space frees up
 _CLOSED = 32  # consumer raised: it will never read again (the producer should stop)
 _P_NEED = 25  # producer: the bytes it waits for (with the skip to the ring's start)
@@ -302,6 +310,30 @@ class RingFull(Exception):
     """Internal: a non-blocking write found no room."""
 
 
+def _rebuild_array(buf: Any, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    """Unpickle an array that :func:`_reduce_array` encoded (its buffer out of band or inline)."""
+    return np.frombuffer(buf, dtype=dtype).reshape(shape)
+
+
+_PLAIN_KINDS = frozenset("biufcSU")  # named completely by ``.str``, and exportable as buffers
+
+
+def _reduce_array(arr: np.ndarray) -> Any:
+    """Pickle a C-contiguous array of a plain dtype as (buffer, dtype string, shape).
+
+    Other arrays (object or structured dtypes, dtypes with metadata, non-C-contiguous layouts)
+    keep numpy's own reduction. Subclasses of ndarray never get here (the table is by exact type).
+    """
+    dt = arr.dtype
+    if arr.flags.c_contiguous and dt.kind in _PLAIN_KINDS and dt.metadata is None:
+        return _rebuild_array, (pickle.PickleBuffer(arr), dt.str, arr.shape)  # type: ignore[arg-type]
+    return arr.__reduce_ex__(5)
+
+
+class _Pickler(pickle.Pickler):
+    dispatch_table = {**copyreg.dispatch_table, np.ndarray: _reduce_array}
+
+
 class _Encoded:
     """A message laid out for the ring.
 
@@ -321,7 +353,9 @@ class _Encoded:
             bufs.append(raw)
             return False
 
-        self.data = pickle.dumps(obj, protocol=5, buffer_callback=out_of_band)
+        out = io.BytesIO()
+        _Pickler(out, protocol=5, buffer_callback=out_of_band).dump(obj)
+        self.data = out.getvalue()
         self.bufs = bufs
         self.n_items = n_items
         if not bufs:  # the common small message: header and pickle only
@@ -394,16 +428,17 @@ def _layout(src: memoryview, base: int) -> tuple[int, int, list[tuple[int, int]]
     return start, plen, bufs
 
 
-def _decode(src: memoryview, base: int, buffers_from: Any) -> Any:
+def _decode(src: memoryview, base: int, buffers_from: Any, layout: Any = None) -> Any:
     """Read the message whose record starts at ``src[base]``.
 
     ``buffers_from`` says where the out-of-band buffers come from: ``"copy"`` (fresh arrays, so
     that the ring can be reused at once), ``"view"`` (views of ``src``, a private buffer the arrays
-    keep alive), or a lease array covering the record (views of it: zero copy).
+    keep alive), or a lease array covering the record (views of it: zero copy). ``layout`` is
+    :func:`_layout`'s answer if the caller has it already.
     """
-    start, plen, layout = _layout(src, base)
+    start, plen, bufs = layout if layout is not None else _layout(src, base)
     buffers: list[Any] = []
-    for p, n in layout:
+    for p, n in bufs:
         if isinstance(buffers_from, np.ndarray):
             buffers.append(buffers_from[p - base : p - base + n])
         elif buffers_from == "copy":
@@ -689,8 +724,9 @@ class Ring:
             if kind == _REC_MSG:
                 if self._released:
                     self.reclaim(publish=False)
-                lease = self._lease(off, length) if self._remap is not None else None
-                obj = _decode(data, off, lease if lease is not None else "copy")
+                layout = _layout(data, off)
+                lease = self._lease(off, length, layout[2]) if self._remap is not None else None
+                obj = _decode(data, off, lease if lease is not None else "copy", layout)
                 self._rpos += length
                 self._ritems += n
                 self._publish_read()
@@ -736,11 +772,10 @@ class Ring:
         hdr[_R_ITEMS] = self._ritems
         hdr[_R_POS] = self._leases[0][0] if self._leases else self._rpos
 
-    def _lease(self, off: int, length: int) -> np.ndarray | None:
-        """A lease array over the record at ``off`` if it is worth reading in place."""
+    def _lease(self, off: int, length: int, bufs: list[tuple[int, int]]) -> np.ndarray | None:
+        """A lease array over the record at ``off`` (buffers ``bufs``) if worth reading in place."""
         data = self.data
-        _, plen, layout = _layout(data, off)
-        if sum(n for _, n in layout) < _ZERO_COPY_MIN:
+        if sum(n for _, n in bufs) < _ZERO_COPY_MIN:
             return None
         lease = np.frombuffer(data, dtype=np.uint8, count=length, offset=off)
         lease_id = self._next_lease

@@ -8,7 +8,9 @@ transit), ``send`` control messages, ``get_task`` for maps.
 
 Supervision lives in :meth:`recv`: the consumer sleeps in one ``poll()`` on the data doorbell and
 every worker's process sentinel, so a worker's death wakes it at once; the messages the worker
-published before dying are delivered first, then a ``DIED`` message. An exception in a worker
+published before dying are delivered first, then a ``DIED`` message. A consumer that keeps
+finding its rings empty for short whiles sleeps lazily (:class:`_WaitPolicy`): a few messages per
+wake-up instead of one. An exception in a worker
 arrives as an ``ERROR`` message and is raised as :class:`~dataflow.errors.WorkerError`.
 
 Worker processes die with their consumer: ``PR_SET_PDEATHSIG`` (Linux), a parent check right after
@@ -72,6 +74,11 @@ _TRANSIT_TARGET_BYTES = 256 << 10  # ... and about this many bytes
 _SLEEP_S = 0.25  # bound on every sleep: a safety net, never the way news arrives
 _BUSY_CHECK_S = 0.5  # while data keeps flowing, look at the sentinels this often
 _HOLD_S = 0.02  # a starving consumer asks a worker holding datapoints to flush after this long
+_LAZY_AFTER = 8  # consecutive short eager sleeps before the consumer sleeps lazily
+_LAZY_IDLE_S = 0.0025  # ... "short": at most this long
+_LAZY_FACTOR = 4  # a lazy sleep lasts this many short sleeps (about as many messages per wake-up)
+_LAZY_MAX_S = 0.010  # ... and never longer than this
+_LAZY_RUN = 16  # lazy sleeps in a row before an eager one measures the pace again
 # Sent to a worker that holds datapoints while the consumer starves (see flush_requested).
 FLUSH_SIGNAL = getattr(signal, "SIGRTMIN", signal.SIGUSR2) + (
     2 if hasattr(signal, "SIGRTMIN") else 0
@@ -269,7 +276,7 @@ class _ProcessIO(WorkerIO):
         try:
             self._asked = False
             self._flush()
-            self._write((kind, payload))
+            self._write((kind, payload), urgent=True)
         finally:
             self._busy = False
 
@@ -281,7 +288,7 @@ class _ProcessIO(WorkerIO):
         else:
             self.flush()
 
-    def _write(self, obj: Any) -> int:
+    def _write(self, obj: Any, urgent: bool = False) -> int:
         msg = encode(obj)
         ring = self._out
         if msg.size > ring.max_record:
@@ -292,12 +299,15 @@ class _ProcessIO(WorkerIO):
         else:
             while not ring.try_write(msg):
                 self._wait_for(lambda: ring._room(msg.size, msg.n_items) >= 0)
-        self._notify()
+        self._notify(urgent)
         return msg.size
 
-    def _notify(self) -> None:
+    def _notify(self, urgent: bool = False) -> None:
+        """Wake the consumer if it sleeps for this message: any message if it waits eagerly (1),
+        only ``urgent`` ones (not data) if it waits lazily (2)."""
         fence()
-        if self._out_hdr[16]:
+        waiting = self._out_hdr[16]
+        if waiting == 1 or (waiting and urgent):
             ring_bell(self._doorbell)
 
     def _wait_for(self, ready) -> None:
@@ -307,6 +317,8 @@ class _ProcessIO(WorkerIO):
         fence()
         try:
             if not ready():
+                if self._out_hdr[16] == 2:
+                    ring_bell(self._doorbell)  # a lazy sleeper: come and read, the ring is full
                 self._sleep()
         finally:
             ring.set_writer_waiting(False)
@@ -327,6 +339,8 @@ class _ProcessIO(WorkerIO):
             fence()
             try:
                 if not ring.has_data():
+                    if self._out_hdr[16] == 2:
+                        ring_bell(self._doorbell)  # a lazy sleeper: this worker needs tasks
                     self._sleep()
             finally:
                 ring.set_waiting(False)
@@ -390,6 +404,52 @@ def _process_main(spec: _ProcSpec) -> None:
         os._exit(code)
 
 
+class _WaitPolicy:
+    """How a pool's consumer sleeps when none of its rings has a message.
+
+    Eagerly by default: any message wakes it (a byte down the doorbell pipe). But a consumer that
+    keeps waiting a short while for each message -- workers that are the bottleneck, messages
+    that come fast -- pays a wake-up per message (the writer's system call, the switch, a cold
+    cache), taken from the CPU time the workers need. After :data:`_LAZY_AFTER` consecutive eager
+    sleeps of at most :data:`_LAZY_IDLE_S`, it sleeps lazily instead: for :data:`_LAZY_FACTOR`
+    times its recent idle time (at most :data:`_LAZY_MAX_S`), woken early only by news (an error
+    or the end of a stream, a death, a worker without tasks or ring space), and reads the several
+    messages that arrived meanwhile. A lazy sleep that finds nothing, or the next eager sleep
+    (one in :data:`_LAZY_RUN`) that is not short, returns it to eager sleeping.
+
+    Latency grows by at most a lazy sleep, only while the workers are the bottleneck anyway:
+    throughput is theirs, and they keep their tasks and room to write (they ring when short).
+    """
+
+    __slots__ = ("short", "idle", "lazy_run")
+
+    def __init__(self) -> None:
+        self.short = 0  # consecutive short eager sleeps (kept while sleeping lazily)
+        self.idle = 0.0  # average length of the recent short sleeps
+        self.lazy_run = 0
+
+    def lazy_timeout(self) -> float | None:
+        """Seconds for the next sleep to be lazy, or None for an eager one."""
+        if self.short >= _LAZY_AFTER and self.lazy_run < _LAZY_RUN:
+            self.lazy_run += 1
+            return min(_LAZY_FACTOR * self.idle, _LAZY_MAX_S)
+        self.lazy_run = 0
+        return None
+
+    def after_eager(self, slept: float, woken: bool) -> None:
+        """An eager sleep of ``slept`` seconds ended (``woken``: by an event, not the timeout)."""
+        if woken and slept <= _LAZY_IDLE_S:
+            self.idle = 0.8 * self.idle + 0.2 * slept if self.short else slept
+            self.short += 1
+        else:
+            self.short = 0
+
+    def after_lazy(self, found: bool) -> None:
+        """A lazy sleep ended; ``found``: a message is there to read."""
+        if not found:
+            self.short = 0
+
+
 class ProcessPool:
     """Worker processes, each with a shared-memory channel to the consumer (see module doc)."""
 
@@ -440,6 +500,7 @@ class ProcessPool:
         self._rr = 0
         self._last_check = time.monotonic()
         self._deaths = 0  # workers dead but not yet reported
+        self._wait = _WaitPolicy()
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -708,8 +769,9 @@ class ProcessPool:
     def _sleep(self, order: Any) -> None:
         outs = [self._out[w] for w in order if self._out[w] is not None]
         writers = [w for w in range(self.num_workers) if self._outbox[w] and self._in[w]]
+        lazy = self._wait.lazy_timeout()
         for ring in outs:
-            ring.set_waiting(True)  # type: ignore[union-attr]
+            ring.set_waiting(1 if lazy is None else 2)  # type: ignore[union-attr]
         for w in writers:
             self._in[w].set_writer_waiting(True)  # type: ignore[union-attr]
         fence()
@@ -730,13 +792,20 @@ class ProcessPool:
                     ready = True
             if ready:
                 return
-            self._last_check = time.monotonic()
-            holders = [
-                w for w in order if self._out[w] is not None and self._out[w].writer_holds_items()
-            ]  # type: ignore[union-attr]
-            events = self._poller.poll((_HOLD_S if holders else _SLEEP_S) * 1000)
-            if not events and holders:
-                self._ask_flush(holders)
+            start = self._last_check = time.monotonic()
+            if lazy is not None:
+                events = self._poller.poll(lazy * 1000)
+                self._wait.after_lazy(any(ring.has_data() for ring in outs))  # type: ignore[union-attr]
+            else:
+                holders = [
+                    w
+                    for w in order
+                    if self._out[w] is not None and self._out[w].writer_holds_items()  # type: ignore[union-attr]
+                ]
+                events = self._poller.poll((_HOLD_S if holders else _SLEEP_S) * 1000)
+                if not events and holders:
+                    self._ask_flush(holders)
+                self._wait.after_eager(time.monotonic() - start, bool(events))
         finally:
             for ring in outs:
                 ring.set_waiting(False)  # type: ignore[union-attr]
