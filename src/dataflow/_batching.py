@@ -1,8 +1,8 @@
 """Stacking datapoints into batches: the private engine behind BatchData and friends.
 
-Kept apart from ``common.py`` so that the parallel maps (which batch in their workers) share the
-exact same rules. The strategy for each component is decided once per batch, from the value the
-first datapoint holds there:
+Kept apart from ``dataflow.common`` so that the parallel maps (which batch in their workers) share
+the exact same rules. The strategy for each component is decided once per batch, from the value
+the first datapoint holds there:
 
 =================================================  =================================================
 first value                                        batched component
