@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ._engine.context import WorkerInfo, get_worker_info
 from ._engine.seeding import get_rng, get_seed, set_seed
+from ._version import __version__
 from .base import DataFlow, DataFlowReentrantGuard, DataFlowTerminated, ProxyDataFlow, RNGDataFlow
 from .common import (
     BatchData,
@@ -73,8 +74,6 @@ from .raw import (
 )
 from .remote import RemoteDataZMQ, send_dataflow_zmq
 from .serialize import HDF5Serializer, LMDBSerializer, NumpySerializer, TFRecordSerializer
-
-__version__ = "0.1.0"
 
 __all__ = [
     "__version__",
