@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-OPTIONAL = ["cv2", "lmdb", "h5py", "torch", "zmq", "ray", "PIL", "scipy"]
+OPTIONAL = ["cv2", "lmdb", "h5py", "torch", "zmq", "ray", "PIL", "scipy", "diskcache"]
 
 
 @pytest.mark.timeout(600)

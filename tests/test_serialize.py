@@ -23,6 +23,7 @@ from dataflow.errors import (
 )
 from dataflow.raw import DataFromGenerator, DataFromList
 from dataflow.serialize import (
+    DiskCacheSerializer,
     HDF5Serializer,
     LMDBSerializer,
     NumpySerializer,
@@ -111,6 +112,10 @@ SERIALIZERS = {
         lambda df, p: TFRecordSerializer.save(df, p),
         lambda p, shuffle: TFRecordSerializer.load(p),
     ),
+    "diskcache": (
+        lambda df, p: DiskCacheSerializer.save(df, p),
+        lambda p, shuffle: DiskCacheSerializer.load(p, shuffle=shuffle),
+    ),
 }
 
 
@@ -178,7 +183,7 @@ class Exploding(DataFlow):
         raise RuntimeError("boom at 50")
 
 
-@pytest.mark.parametrize("name", ["lmdb", "npz", "tfrecord", "hdf5"])
+@pytest.mark.parametrize("name", ["lmdb", "npz", "tfrecord", "hdf5", "diskcache"])
 def test_a_failed_write_leaves_no_file(tmp_path: Path, name: str):
     path = str(tmp_path / "out")
     with pytest.raises(RuntimeError, match="boom at 50"):
@@ -322,4 +327,5 @@ def test_the_package_exports_every_serializer_of_its_modules():
         "NumpySerializer",
         "TFRecordSerializer",
         "HDF5Serializer",
+        "DiskCacheSerializer",
     }

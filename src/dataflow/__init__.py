@@ -76,7 +76,13 @@ from .raw import (
     FakeData,
 )
 from .remote import RemoteDataZMQ, send_dataflow_zmq
-from .serialize import HDF5Serializer, LMDBSerializer, NumpySerializer, TFRecordSerializer
+from .serialize import (
+    DiskCacheSerializer,
+    HDF5Serializer,
+    LMDBSerializer,
+    NumpySerializer,
+    TFRecordSerializer,
+)
 
 __all__ = [
     "__version__",
@@ -126,6 +132,7 @@ __all__ = [
     "NumpySerializer",
     "HDF5Serializer",
     "TFRecordSerializer",
+    "DiskCacheSerializer",
     "send_dataflow_zmq",
     "RemoteDataZMQ",
     # image

@@ -25,16 +25,19 @@ Every class here is a drop-in for the one of the same name in ``tensorpack.dataf
 - ``TFRecordSerializer`` reads and writes the TFRecord framing (with its CRC32C checksums) itself:
   TensorFlow is not needed. It stores the count, so ``load`` needs no ``size``.
 - ``LMDBSerializer`` grows the database's map size as needed and never loses a transaction doing so.
+- ``DiskCacheSerializer`` (a directory, not a file) is written under a temporary name too.
 
-One module a format: :mod:`.lmdb`, :mod:`.numpy`, :mod:`.tfrecord`, :mod:`.hdf5` (what they
-share is in :mod:`._common`); this package exports every serializer.
+One module a format: :mod:`.lmdb`, :mod:`.numpy`, :mod:`.tfrecord`, :mod:`.hdf5`, :mod:`.diskcache`
+(what they share is in :mod:`._common`); this package exports every serializer.
 
 Optional dependencies: ``lmdb`` for LMDBSerializer (``pip install 'pydataflow[lmdb]'``), ``h5py``
-for HDF5Serializer (``[hdf5]``). NumpySerializer and TFRecordSerializer need only numpy.
+for HDF5Serializer (``[hdf5]``), ``diskcache`` for DiskCacheSerializer (``[diskcache]``).
+NumpySerializer and TFRecordSerializer need only numpy.
 """
 
 from __future__ import annotations
 
+from .diskcache import DiskCacheSerializer
 from .hdf5 import HDF5Serializer
 from .lmdb import LMDBSerializer
 from .numpy import NumpySerializer
@@ -45,4 +48,5 @@ __all__ = [
     "NumpySerializer",
     "TFRecordSerializer",
     "HDF5Serializer",
+    "DiskCacheSerializer",
 ]
