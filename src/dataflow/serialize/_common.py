@@ -6,6 +6,7 @@ import os
 import secrets
 from typing import Any
 
+import numpy as np
 import tqdm
 
 from .. import codec
@@ -24,6 +25,18 @@ def _check_parent(path: str, who: str) -> None:
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise DataFlowArgumentError(f"{who}: the directory {parent!r} of {path!r} does not exist")
+
+
+def _check_write_frequency(write_frequency: object, who: str) -> int:
+    if (
+        isinstance(write_frequency, (bool, np.bool_))
+        or not isinstance(write_frequency, (int, np.integer))
+        or write_frequency <= 0
+    ):
+        raise DataFlowArgumentError(
+            f"{who}: write_frequency must be a positive int, got {write_frequency!r}"
+        )
+    return int(write_frequency)
 
 
 def _prepare(df: object, who: str) -> tuple[DataFlow, int | None]:

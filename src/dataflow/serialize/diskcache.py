@@ -10,13 +10,19 @@ from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
-import numpy as np
-
 from .. import codec
 from .._lazy import require
 from ..base import DataFlow, RNGDataFlow
 from ..errors import DataFlowArgumentError, FormatError
-from ._common import _check_path, _encode, _prepare, _progress, _publish, _temp_path
+from ._common import (
+    _check_path,
+    _check_write_frequency,
+    _encode,
+    _prepare,
+    _progress,
+    _publish,
+    _temp_path,
+)
 
 __all__ = ["DiskCacheSerializer"]
 
@@ -152,14 +158,7 @@ class DiskCacheSerializer:
         who = "DiskCacheSerializer.save"
         _diskcache("DiskCacheSerializer")
         path = _check_path(path, who)
-        if (
-            isinstance(write_frequency, (bool, np.bool_))
-            or not isinstance(write_frequency, (int, np.integer))
-            or write_frequency <= 0
-        ):
-            raise DataFlowArgumentError(
-                f"{who}: write_frequency must be a positive int, got {write_frequency!r}"
-            )
+        write_frequency = _check_write_frequency(write_frequency, who)
         if os.path.isdir(path):
             if os.listdir(path):
                 raise DataFlowArgumentError(
@@ -185,7 +184,7 @@ class DiskCacheSerializer:
                 it = iter(df)
                 while not done:
                     with cache.transact(retry=True):
-                        for _ in range(int(write_frequency)):
+                        for _ in range(write_frequency):
                             dp = next(it, _END)
                             if dp is _END:
                                 done = True

@@ -7,8 +7,6 @@ import os
 import zlib
 from array import array
 
-import numpy as np
-
 from .. import codec
 from .._lazy import require
 from .._lmdb_seal import write_seal
@@ -18,6 +16,7 @@ from ..format import LMDB_HEADER_KEY, LMDBDatapoints, lmdb_key
 from ._common import (
     _check_parent,
     _check_path,
+    _check_write_frequency,
     _encode,
     _prepare,
     _progress,
@@ -80,14 +79,7 @@ class LMDBSerializer:
         who = "LMDBSerializer.save"
         lmdb = require("lmdb", "lmdb", who="LMDBSerializer")
         path = _check_path(path, who)
-        if (
-            isinstance(write_frequency, (bool, np.bool_))
-            or not isinstance(write_frequency, (int, np.integer))
-            or write_frequency <= 0
-        ):
-            raise DataFlowArgumentError(
-                f"{who}: write_frequency must be a positive int, got {write_frequency!r}"
-            )
+        write_frequency = _check_write_frequency(write_frequency, who)
         if os.path.isdir(path):
             final = os.path.join(path, "data.mdb")
             if os.path.exists(final):
