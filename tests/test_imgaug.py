@@ -388,6 +388,128 @@ def test_warp_coordinates_use_the_continuous_convention():
     np.testing.assert_allclose(t.apply_coords(np.array([[0.5, 0.5]])), [[col + 0.5, row + 0.5]])
 
 
+def tensorpack_warp_coords(mat: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    """What tensorpack 0.11's WarpAffineTransform.apply_coords computes: OpenCV's matrix applied
+    to the coordinates as they are (integer pixel centers), although its Flip and Resize use
+    continuous coordinates (pixel centers at +0.5)."""
+    return np.concatenate([coords, np.ones((len(coords), 1))], axis=1) @ mat.T
+
+
+def rotation_matrix_90(h: int, w: int, center: tuple[float, float]) -> np.ndarray:
+    """The matrix imgaug.Rotation builds for 90 degrees about the continuous point ``center``."""
+    return cv2.getRotationMatrix2D((center[0] - 0.5, center[1] - 0.5), 90, 1)
+
+
+def some_affine() -> np.ndarray:
+    """An arbitrary affine warp: scale 1.6, rotation 37 degrees, a 10 degree shear, a shift."""
+    a, sh = np.radians(37), np.radians(10)
+    lin = 1.6 * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    lin = lin @ np.array([[1, np.tan(sh)], [0, 1]])
+    return np.concatenate([lin, [[-6.3], [4.7]]], axis=1)
+
+
+@pytest.mark.parametrize(
+    ("name", "mat", "dsize"),
+    [
+        pytest.param(n, m, d, id=n)
+        for n, m, d in [
+            ("rotate-90-about-center", rotation_matrix_90(9, 13, (6.5, 4.5)), (13, 9)),
+            ("rotate-90-about-a-point", rotation_matrix_90(9, 13, (4.25, 3.0)), (13, 9)),
+            ("affine", some_affine(), (30, 28)),
+        ]
+    ],
+)
+def test_warped_coordinates_land_on_the_marked_pixel(name, mat, dsize):
+    # Each pixel is marked in turn; the center of the marked pixel, (col + 0.5, row + 0.5) in the
+    # continuous convention of every transform here, must land on the marked pixel of the warped
+    # image. Nearest-neighbour interpolation keeps the mark a mark; with a 1.6 scale every source
+    # pixel covers at least one destination pixel, the one holding the mapped center.
+    h, w = 9, 13
+    t = imgaug.WarpAffineTransform(mat, dsize, interp=cv2.INTER_NEAREST)
+    checked = tensorpack_misses = 0
+    for row in range(h):
+        for col in range(w):
+            img = np.zeros((h, w), np.uint8)
+            img[row, col] = 255
+            out = t.apply_image(img)
+            center = np.array([[col + 0.5, row + 0.5]])
+            x, y = t.apply_coords(center)[0]
+            if not (0 <= x < out.shape[1] and 0 <= y < out.shape[0]):
+                assert (out == 0).all() or name == "affine", (row, col, x, y)
+                continue
+            assert out[int(np.floor(y)), int(np.floor(x))] == 255, (row, col, x, y)
+            checked += 1
+            tx, ty = tensorpack_warp_coords(mat, center)[0]
+            inside = 0 <= tx < out.shape[1] and 0 <= ty < out.shape[0]
+            if not inside or out[int(np.floor(ty)), int(np.floor(tx))] != 255:
+                tensorpack_misses += 1
+            # docs/migration.md: tensorpack's numbers from ours
+            np.testing.assert_allclose(t.apply_coords(center + 0.5) - 0.5, [[tx, ty]], atol=1e-9)
+    assert checked >= 40
+    if name.startswith("rotate-90"):
+        # half a pixel in each axis, rotated: tensorpack is one whole pixel off (y one less)
+        assert tensorpack_misses == checked
+        shift = tensorpack_warp_coords(mat, center) - t.apply_coords(center)
+        np.testing.assert_allclose(shift, [[0.0, -1.0]], atol=1e-9)
+    else:
+        assert tensorpack_misses > 0
+
+
+def test_rotation_and_affine_coordinates_land_on_the_marked_pixel():
+    # The augmentors' own matrices (random center, random parameters), with a nearest warp.
+    h, w = 11, 14
+    rot = imgaug.Rotation(180, step_deg=90, interp=cv2.INTER_NEAREST, border=cv2.BORDER_CONSTANT)
+    aff = imgaug.Affine(
+        scale=(1.5, 1.8),
+        translate_frac=(0.1, 0.1),
+        rotate_max_deg=45,
+        shear=10,
+        interp=cv2.INTER_NEAREST,
+        border=cv2.BORDER_CONSTANT,
+    )
+    seeding.set_seed(3)
+    try:
+        right_angles = 0
+        for aug in (rot, aff):
+            aug.reset_state()
+            for _ in range(8):
+                t = aug.get_transform(np.zeros((h, w), np.uint8))
+                right_angles += aug is rot and abs(t.mat[0, 0]) < 1e-9
+                for row, col in [(0, 0), (2, 9), (5, 6), (10, 13), (7, 1)]:
+                    img = np.zeros((h, w), np.uint8)
+                    img[row, col] = 255
+                    out = t.apply_image(img)
+                    x, y = t.apply_coords(np.array([[col + 0.5, row + 0.5]]))[0]
+                    if 0 <= x < w and 0 <= y < h:
+                        assert out[int(y), int(x)] == 255, (aug, t.mat, row, col, x, y)
+        assert right_angles > 0  # some draws were rotations by +-90 degrees
+    finally:
+        seeding.set_seed(None)
+
+
+@pytest.mark.parametrize("name", GEOMETRIC_IDS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_apply_coords_keeps_the_float_dtype(name, dtype):
+    aug = CASES[name].make()
+    img = make_image((H, W, 3), np.uint8)
+    t = aug.get_transform(img)
+    t.apply_image(img.copy())
+    pts = np.array([[3.5, 4.25], [20.0, 30.5]], dtype)
+    out = t.apply_coords(pts)
+    assert out.dtype == dtype, (name, out.dtype)
+
+
+def test_warp_coordinates_in_float64_are_exact():
+    # float64 in, float64 out: no round trip through float32 (which would lose ~1e-6 px at 100 px)
+    t = imgaug.WarpAffineTransform(some_affine(), (30, 28))
+    pts = np.array([[123.456789012345, 98.7654321098765]])
+    lin, shift = some_affine()[:, :2], some_affine()[:, 2]
+    expected = (pts - 0.5) @ lin.T + shift + 0.5
+    out = t.apply_coords(pts)
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("name", PHOTOMETRIC_IDS)
 def test_photometric_augmentors_leave_coordinates(name):
     aug = CASES[name].make()

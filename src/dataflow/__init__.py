@@ -6,8 +6,12 @@ and each also lives in the module tensorpack had it in (``dataflow.base``, ``dat
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._engine.context import WorkerInfo, get_worker_info
 from ._engine.seeding import get_rng, get_seed, set_seed
+from ._lazy import LazyModule
+from ._version import __version__
 from .base import DataFlow, DataFlowReentrantGuard, DataFlowTerminated, ProxyDataFlow, RNGDataFlow
 from .common import (
     BatchData,
@@ -72,9 +76,13 @@ from .raw import (
     FakeData,
 )
 from .remote import RemoteDataZMQ, send_dataflow_zmq
-from .serialize import HDF5Serializer, LMDBSerializer, NumpySerializer, TFRecordSerializer
-
-__version__ = "0.1.0"
+from .serialize import (
+    DiskCacheSerializer,
+    HDF5Serializer,
+    LMDBSerializer,
+    NumpySerializer,
+    TFRecordSerializer,
+)
 
 __all__ = [
     "__version__",
@@ -124,6 +132,7 @@ __all__ = [
     "NumpySerializer",
     "HDF5Serializer",
     "TFRecordSerializer",
+    "DiskCacheSerializer",
     "send_dataflow_zmq",
     "RemoteDataZMQ",
     # image
@@ -156,17 +165,16 @@ __all__ = [
     "WorkerError",
     "WorkerDied",
     "FormatError",
+    # subpackages, imported at first use
+    "imgaug",
+    "dataset",
 ]
 
-_SUBPACKAGES = ("dataset", "imgaug")
-
-
-def __getattr__(name: str):
-    # ``dataflow.dataset`` and ``dataflow.imgaug`` load on first use (as tensorpack's did), so that
-    # ``import dataflow`` stays light. They are not in ``__all__``: a star import must not fail
-    # when the [image] extra (OpenCV) is missing; write ``from dataflow import imgaug``.
-    if name in _SUBPACKAGES:
-        import importlib
-
-        return importlib.import_module(f".{name}", __name__)
-    raise AttributeError(f"module 'dataflow' has no attribute {name!r}")
+# ``imgaug`` and ``dataset`` are in ``__all__`` as they were in tensorpack's, bound to stand-ins
+# that import the subpackage at first use: ``import dataflow`` and ``from dataflow import *`` do not
+# import OpenCV or scipy, and work without them. ``import dataflow.imgaug`` gives the real module.
+if TYPE_CHECKING:
+    from . import dataset, imgaug
+else:
+    dataset = LazyModule(f"{__name__}.dataset")
+    imgaug = LazyModule(f"{__name__}.imgaug")

@@ -49,6 +49,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from ._version import __version__
 from .errors import DatapointError, FormatError
 
 __all__ = ["dumps", "loads", "CODEC_NAME"]
@@ -478,8 +479,6 @@ def encode_header(kind: str, count: int, **meta: Any) -> bytes:
     Layout: :data:`MAGIC`, the count as a little-endian uint64 (at a fixed offset, so a writer may
     fill it in at the end), then a msgpack map with the format version, codec, kind and ``meta``.
     """
-    from . import __version__
-
     info = {
         "format_version": FORMAT_VERSION,
         "codec": CODEC_NAME,

@@ -11,7 +11,14 @@ coordinates alike.
 
 from __future__ import annotations
 
-from .base import Augmentor, AugmentorList, ImageAugmentor, PhotometricAugmentor
+from . import transform as _transform
+from .base import (
+    Augmentor,
+    AugmentorList,
+    ImageAugmentor,
+    PhotometricAugmentor,
+    TransformAugmentorBase,
+)
 from .convert import ColorSpace, Grayscale, ToFloat32, ToUint8
 from .crop import (
     CenterCrop,
@@ -52,6 +59,10 @@ from .transform import (
     TransposeTransform,
     WarpAffineTransform,
 )
+
+# tensorpack's legacy alias lived in imgaug.transform; transform.py cannot import base.py (base.py
+# imports it), so the package puts it there, where old code imports it from.
+vars(_transform)["TransformAugmentorBase"] = TransformAugmentorBase
 
 __all__ = [
     # base

@@ -16,29 +16,23 @@ be re-seeded after ``fork`` (tensorpack re-seeded in an at-fork hook).
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import re
 from collections import namedtuple
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .._engine import context as _context
 from .._engine import seeding
-from .._lazy import require
 from ..errors import DataFlowArgumentError, DatapointError
-
-if TYPE_CHECKING:
-    from .transform import BaseTransform, Transform
+from ._repr import default_repr
+from .transform import BaseTransform, LazyTransform, PhotometricTransform, Transform, TransformList
 
 __all__ = ["Augmentor", "ImageAugmentor", "AugmentorList", "PhotometricAugmentor"]
 
 logger = logging.getLogger(__name__)
-
-# The package imports this module first: without OpenCV, say which extra installs it.
-require("cv2", "image", who="dataflow.imgaug")
 
 ImagePlaceholder = namedtuple("ImagePlaceholder", ["shape"])
 """Stands in for an image where only its shape matters (``get_transform`` of a crop, a resize)."""
@@ -86,61 +80,6 @@ def shape2d(value: Any, name: str = "shape") -> tuple[int, int]:
     if h <= 0 or w <= 0:
         raise DataFlowArgumentError(f"{name} must be positive, got {value!r}")
     return h, w
-
-
-_EMPTY = inspect.Parameter.empty
-_signatures: dict[type, list[tuple[str, Any]] | None] = {}
-
-
-def _init_fields(cls: type) -> list[tuple[str, Any]] | None:
-    """The (name, default) of ``cls.__init__``'s arguments, or None where *args/**kwargs are used."""
-    if cls in _signatures:
-        return _signatures[cls]
-    fields: list[tuple[str, Any]] | None = []
-    try:
-        params = list(inspect.signature(cls.__init__).parameters.values())[1:]  # type: ignore[misc]
-    except (TypeError, ValueError):
-        params = []
-    for p in params:
-        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            fields = None
-            break
-        fields.append((p.name, p.default))  # type: ignore[union-attr]
-    _signatures[cls] = fields
-    return fields
-
-
-def _is_default(value: Any, default: Any) -> bool:
-    if value is default:
-        return True
-    if default is _EMPTY or isinstance(value, np.ndarray) or isinstance(default, np.ndarray):
-        return False
-    try:
-        return type(value) is type(default) and bool(value == default)
-    except Exception:  # an __eq__ that does not return a bool: not a default then
-        return False
-
-
-def _default_repr(obj: Any) -> str:
-    """``imgaug.Name(arg=value, ...)`` from the constructor's arguments stored as attributes.
-
-    Arguments equal to their default are left out. Where an argument is not stored under its own
-    name, falls back to ``object.__repr__``.
-    """
-    cls = type(obj)
-    fields = _init_fields(cls)
-    if fields is None:
-        return object.__repr__(obj)
-    parts = []
-    for name, default in fields:
-        try:
-            value = getattr(obj, name)
-        except AttributeError:
-            return object.__repr__(obj)
-        if _is_default(value, default):
-            continue
-        parts.append(f"{name}={value!r}")
-    return f"imgaug.{cls.__name__}({', '.join(parts)})"
 
 
 # Forked children must not continue their parent's streams. os.getpid() is a system call (slow in
@@ -316,7 +255,7 @@ class ImageAugmentor:
         return state
 
     def __repr__(self) -> str:
-        return _default_repr(self)
+        return default_repr(self)
 
     __str__ = __repr__
 
@@ -342,8 +281,6 @@ class ImageAugmentor:
             "_augment); it still works, but consider implementing get_transform instead",
         )
         params = self._legacy_params(img)
-        from .transform import BaseTransform, _LegacyTransform
-
         if isinstance(params, BaseTransform):  # some old augmentors returned a Transform already
             return params
         return _LegacyTransform(self, params)
@@ -387,8 +324,6 @@ class ImageAugmentor:
         ``param`` may also be the parameters of an old-style augmentor's ``_get_augment_params``.
         """
         _warn_once("augment_with_params", "augment_with_params is deprecated: use apply_image")
-        from .transform import BaseTransform
-
         if isinstance(param, BaseTransform):
             return param.apply_image(d)  # type: ignore[attr-defined]
         return self._augment(d, param)  # type: ignore[attr-defined]
@@ -399,12 +334,33 @@ class ImageAugmentor:
         ``coords`` is an Nx2 float array of (x, y) rows.
         """
         _warn_once("augment_coords", "augment_coords is deprecated: use apply_coords")
-        from .transform import BaseTransform
-
         if isinstance(param, BaseTransform):
             return param.apply_coords(coords)  # type: ignore[attr-defined]
         fn = getattr(self, "_augment_coords", None)
         return fn(coords, param) if fn is not None else coords
+
+
+TransformAugmentorBase = ImageAugmentor
+"""tensorpack's legacy alias (it lived in ``imgaug.transform``, which still has it); use ImageAugmentor."""
+
+
+class _LegacyTransform(Transform):
+    """Wraps an old-style augmentor's ``_augment``/``_augment_coords`` with fixed parameters."""
+
+    def __init__(self, aug: ImageAugmentor, params: Any) -> None:
+        self._aug = aug
+        self._params = params
+
+    def apply_image(self, img: np.ndarray) -> np.ndarray:
+        return self._aug._augment(img, self._params)  # type: ignore[attr-defined]
+
+    def apply_coords(self, coords: np.ndarray) -> np.ndarray:
+        return self._aug._legacy_augment_coords(coords, self._params)
+
+    def __repr__(self) -> str:
+        return f"imgaug.TransformFactory(LegacyConversion -- {self._aug!r})"
+
+    __str__ = __repr__
 
 
 Augmentor = ImageAugmentor
@@ -439,8 +395,6 @@ class AugmentorList(ImageAugmentor):
 
     def get_transform(self, img: np.ndarray) -> BaseTransform:
         check_image(img, "AugmentorList")
-        from .transform import LazyTransform, TransformList
-
         tfms: list[Any] = []
         for idx, a in enumerate(self.augmentors):
             t = a.get_transform(img) if idx == 0 else LazyTransform(a.get_transform)
@@ -489,8 +443,6 @@ class PhotometricAugmentor(ImageAugmentor):
     """
 
     def get_transform(self, img: np.ndarray) -> BaseTransform:
-        from .transform import PhotometricTransform
-
         return PhotometricTransform(_BoundAugment(self, self._get_augment_params(img)))
 
     def _get_augment_params(self, img: np.ndarray) -> Any:
