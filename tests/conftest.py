@@ -3,7 +3,10 @@
 no_leaks          after the test: no child process (multiprocessing's, any other child of this
                   process, or a worker under its forkserver), and no thread, file descriptor or
                   shared-memory mapping that was not there before, no /dev/shm segment the test
-                  created; multiprocessing's own forkserver and resource tracker excepted.
+                  created; what libraries keep for the interpreter's life excepted
+                  (flows.LifetimeHelpers: multiprocessing's forkserver and resource tracker,
+                  tqdm's monitor thread and lock). Checks what test_engine's leak test and the
+                  old per-file active_children() fixtures checked, after every test.
                   Opt in per file: ``pytestmark = pytest.mark.usefixtures("no_leaks")``.
 unseeded          after the test: no global seed (set_seed(None)) and no worker info
 offline_datasets  dataset folder in tmp_path, downloads pointed at a closed local port, no
@@ -24,6 +27,7 @@ from dataflow._engine.seeding import set_seed  # noqa: E402
 
 @pytest.fixture
 def no_leaks(monkeypatch):
+    flows.LifetimeHelpers.start_lazy_ones()
     created_shm = flows.record_created_shm(monkeypatch)
     before = flows.Held.now()
     yield

@@ -35,8 +35,8 @@ Iterating, waiting, child processes
 Comparing
     assert_same(expected, actual, where)   equal values with the same types, dtypes and shapes
 Leak checks (conftest's no_leaks uses them)
-    open_fds(), ring_mappings(), shm_segments(), child_pids(), multiprocessing_helpers(),
-    Held.now(), leaks_since(before, created_shm), record_created_shm(monkeypatch)
+    open_fds(), ring_mappings(), shm_segments(), child_pids(), record_created_shm(monkeypatch),
+    Held.now(), LifetimeHelpers, leftover_children(), leaks_since(before, created_shm)
 Servers
     LocalServer         HTTP on 127.0.0.1 (port 0) with Range support and fault injection
 """
@@ -346,17 +346,40 @@ def child_pids(parent: int | None = None) -> set[int]:
     return pids
 
 
-def multiprocessing_helpers() -> tuple[set[int], set[int]]:
-    """(pids, fds) of multiprocessing's long-lived helpers in this process: the resource tracker
-    (started by the first spawn or forkserver worker, or named shared memory) and the forkserver.
-    They start on first use and live as long as the interpreter: not a leak of the test that
-    happened to start them."""
-    from multiprocessing import forkserver, resource_tracker
+@dataclasses.dataclass
+class LifetimeHelpers:
+    """What libraries start on first use and keep for the life of the interpreter: not a leak of
+    the test that happened to start them. multiprocessing's resource tracker (started by the
+    first spawn or forkserver worker, or named shared memory) and forkserver (a process and a
+    descriptor each), and tqdm's monitor thread (started by the first progress bar)."""
 
-    server, tracker = forkserver._forkserver, resource_tracker._resource_tracker
-    pids = {getattr(server, "_forkserver_pid", None), getattr(tracker, "_pid", None)}
-    fds = {getattr(server, "_forkserver_alive_fd", None), getattr(tracker, "_fd", None)}
-    return {p for p in pids if p is not None}, {f for f in fds if f is not None}
+    pids: set[int]
+    fds: set[int]
+    threads: set[threading.Thread]
+
+    @classmethod
+    def now(cls) -> LifetimeHelpers:
+        import sys
+        from multiprocessing import forkserver, resource_tracker
+
+        server, tracker = forkserver._forkserver, resource_tracker._resource_tracker
+        pids = {getattr(server, "_forkserver_pid", None), getattr(tracker, "_pid", None)}
+        fds = {getattr(server, "_forkserver_alive_fd", None), getattr(tracker, "_fd", None)}
+        tqdm = sys.modules.get("tqdm")
+        monitor = getattr(getattr(tqdm, "tqdm", None), "monitor", None)
+        return cls(
+            {p for p in pids if p is not None},
+            {f for f in fds if f is not None},
+            {monitor} if isinstance(monitor, threading.Thread) else set(),
+        )
+
+    @staticmethod
+    def start_lazy_ones() -> None:
+        """Create what is cheap to create ahead: tqdm's multiprocessing lock (a semaphore mapped
+        from /dev/shm, made by the first progress bar), so that it is there before a test."""
+        import tqdm
+
+        tqdm.tqdm.get_lock()
 
 
 @dataclasses.dataclass
@@ -375,10 +398,10 @@ class Held:
 def leftover_children() -> list[str]:
     """Child processes still there: multiprocessing's children, any other child of this process
     (subprocesses, unreaped zombies), and children of this process's forkserver (whose workers
-    are its children, not ours); multiprocessing's own helpers excepted. One line each."""
+    are its children, not ours); LifetimeHelpers excepted. One line each."""
     children = multiprocessing.active_children()
     problems = [f"child process left: {p!r}" for p in children]
-    helpers, _ = multiprocessing_helpers()
+    helpers = LifetimeHelpers.now().pids
     known = helpers | {p.pid for p in children}
     for parent in (None, *helpers):
         for pid in sorted(child_pids(parent) - known):
@@ -392,12 +415,14 @@ def leaks_since(before: Held, created_shm: set[str]) -> list[str]:
     Collects garbage first: a flow dropped in a reference cycle is closed by the collector."""
     gc.collect()
     now = Held.now()
+    helpers = LifetimeHelpers.now()
     problems = [
-        f"thread left: {t.name} ({t!r})" for t in now.threads - before.threads if t.is_alive()
+        f"thread left: {t.name} ({t!r})"
+        for t in now.threads - before.threads - helpers.threads
+        if t.is_alive()
     ]
-    _, helper_fds = multiprocessing_helpers()
     for fd, target in sorted(now.fds.items()):
-        if before.fds.get(fd) != target and fd not in helper_fds:
+        if before.fds.get(fd) != target and fd not in helpers.fds:
             problems.append(f"fd {fd} left open: {target}")
     problems += [f"shared memory still mapped: {m}" for m in sorted(now.mappings - before.mappings)]
     problems += [f"/dev/shm segment left: {n}" for n in sorted(created_shm & shm_segments())]
