@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import venv
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from flows import REPO_ROOT
+
 OPTIONAL = ["cv2", "lmdb", "h5py", "torch", "zmq", "ray", "PIL", "scipy"]
 
 
@@ -19,7 +19,7 @@ def test_fresh_venv_install_imports_with_core_deps_only(tmp_path):
     venv.EnvBuilder(with_pip=True).create(env_dir)
     py = env_dir / "bin" / "python"
     install = subprocess.run(
-        [str(py), "-m", "pip", "install", "--quiet", str(ROOT)],
+        [str(py), "-m", "pip", "install", "--quiet", str(REPO_ROOT)],
         capture_output=True,
         text=True,
         timeout=540,
