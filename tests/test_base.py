@@ -6,14 +6,12 @@ from __future__ import annotations
 import gc
 import hashlib
 import itertools
-import multiprocessing
 import os
 import pickle
 import subprocess
 import sys
 import threading
 import weakref
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,15 +27,9 @@ from dataflow.errors import (
     ReentrancyError,
 )
 from dataflow.raw import DataFromGenerator
+from flows import TESTS_DIR, run_in_child
 
-TESTS_DIR = Path(__file__).resolve().parent
-FORK = multiprocessing.get_context("fork")
-
-
-@pytest.fixture(autouse=True)
-def _unseeded():
-    yield
-    set_seed(None)
+pytestmark = pytest.mark.usefixtures("unseeded", "no_leaks")
 
 
 # -- the seed documentation's examples, verbatim --------------------------------------------------
@@ -346,24 +338,11 @@ def _report_resets(ds, conn):
     conn.close()
 
 
-def _child_run(target, *args):
-    parent_end, child_end = FORK.Pipe(duplex=False)
-    proc = FORK.Process(target=target, args=(*args, child_end))
-    proc.start()
-    child_end.close()
-    try:
-        assert parent_end.poll(30), "child sent nothing"
-        return parent_end.recv()
-    finally:
-        proc.join(30)
-        assert proc.exitcode == 0
-
-
 @pytest.mark.timeout(60)
 def test_forked_child_resets_again_once():
     ds = Counting()
     ds.reset_state()
-    assert _child_run(_report_resets, ds) == 2  # the parent's reset was copied, plus one
+    assert run_in_child(_report_resets, ds) == 2  # the parent's reset was copied, plus one
     assert ds.resets == 1
     list(ds)
     assert ds.resets == 1  # the parent does not reset again
@@ -389,12 +368,12 @@ class Draws(RNGDataFlow):
 def test_forked_child_draws_its_own_rng_stream():
     ds = Draws()
     ds.reset_state()  # without a seed: the child must not repeat the parent
-    child = _child_run(_draw, ds)
+    child = run_in_child(_draw, ds)
     assert child != ds.rng.randint(0, 2**31, size=8).tolist()
     set_seed(5)  # with a seed: a worker never shares the parent's stream either
     ds = Draws()
     ds.reset_state()
-    child = _child_run(_draw_as_worker, ds, 5)
+    child = run_in_child(_draw_as_worker, ds, 5)
     assert child != ds.rng.randint(0, 2**31, size=8).tolist()
 
 
@@ -417,7 +396,7 @@ def test_forked_child_is_not_blocked_by_the_parents_live_iterator():
     ds = NonReentrant()
     it = iter(ds)
     next(it)  # the parent is in the middle of a pass when it forks
-    assert _child_run(_iterate, ds) == [[0], [1], [2], [3]]
+    assert run_in_child(_iterate, ds) == [[0], [1], [2], [3]]
     assert list(it) == [[1], [2], [3]]
 
 
@@ -779,7 +758,7 @@ def test_reset_and_close_do_not_walk_a_long_data_list_held_by_a_flow():
 
 def test_reset_in_a_forked_child_takes_the_child_pid():
     # a guard for the tests above: the pid the library keys on is the child's own
-    assert _child_run(_send_pid) != os.getpid()
+    assert run_in_child(_send_pid) != os.getpid()
 
 
 def _send_pid(conn):

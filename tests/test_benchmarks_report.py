@@ -16,8 +16,9 @@ from types import SimpleNamespace
 
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
-sys.path.insert(0, str(BENCH))
+from flows import BENCHMARKS_DIR
+
+sys.path.insert(0, str(BENCHMARKS_DIR))
 
 import charts  # noqa: E402
 import publish  # noqa: E402

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-RUN = REPO / "benchmarks" / "run.py"
-sys.path.insert(0, str(REPO / "benchmarks"))
+from flows import BENCHMARKS_DIR, REPO_ROOT
+
+RUN = BENCHMARKS_DIR / "run.py"
+sys.path.insert(0, str(BENCHMARKS_DIR))
 
 from workloads.selftest import SLOW_START_S  # noqa: E402
 
@@ -38,7 +39,7 @@ def test_smoke_w1_ours_is_exact_and_leaves_nothing(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=80,
-        cwd=REPO,
+        cwd=REPO_ROOT,
     )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output
@@ -66,7 +67,7 @@ def test_smoke_fails_on_each_fault_and_cleans_up(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=80,
-        cwd=REPO,
+        cwd=REPO_ROOT,
     )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 1, output
@@ -117,7 +118,7 @@ def test_smoke_every_workload_ours_is_exact_and_leaves_nothing(tmp_path: Path) -
         capture_output=True,
         text=True,
         timeout=880,
-        cwd=REPO,
+        cwd=REPO_ROOT,
     )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output

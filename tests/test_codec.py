@@ -16,40 +16,11 @@ from hypothesis import strategies as st
 
 from dataflow import codec
 from dataflow.errors import DatapointError, FormatError
+from flows import assert_same  # test_format and test_serialize import it from here
 
 FUZZ = settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
 )
-
-
-def assert_same(expected, actual, where="value"):
-    """Equal values, and the same types, dtypes and shapes, recursively."""
-    if isinstance(expected, np.ndarray):
-        assert type(actual) is np.ndarray, where
-        assert actual.dtype == expected.dtype, where
-        assert actual.shape == expected.shape, where
-        assert actual.tobytes() == np.ascontiguousarray(expected).tobytes(), where
-        return
-    if isinstance(expected, (bytearray, memoryview)):
-        assert actual == bytes(expected), where
-        return
-    if isinstance(expected, dict):
-        assert type(actual) is dict and list(actual) == list(expected), where
-        for k in expected:
-            assert_same(expected[k], actual[k], f"{where}[{k!r}]")
-        return
-    if isinstance(expected, (list, tuple)) and type(expected) in (list, tuple):
-        assert type(actual) is type(expected) and len(actual) == len(expected), where
-        for i, (a, b) in enumerate(zip(expected, actual)):
-            assert_same(a, b, f"{where}[{i}]")
-        return
-    assert type(actual) is type(expected), (where, expected, actual)
-    if isinstance(expected, float) and expected != expected:
-        assert actual != actual, where
-    elif isinstance(expected, np.generic):
-        assert actual.dtype == expected.dtype and actual.tobytes() == expected.tobytes(), where
-    else:
-        assert actual == expected, where
 
 
 EDGE_VALUES = [

@@ -3,8 +3,9 @@
 Each test builds its dataset in tmp_path (IDX gz files with the published magic numbers, CIFAR
 pickle batches, .mat files via scipy, image trees with real JPEGs) and checks what the reader yields:
 shapes, dtypes, label ranges, len, splits, shuffling and its reproducibility with a seed.
-Downloads are tested in test_dataset_download.py. No test touches the network: an autouse fixture
-points the dataset folder at tmp_path and every download at a closed local port.
+Downloads are tested in test_dataset_download.py. No test touches the network: conftest's
+offline_datasets fixture points the dataset folder at tmp_path and every download at a closed
+local port.
 """
 
 from __future__ import annotations
@@ -41,16 +42,7 @@ from dataflow.dataset import (
 )
 from dataflow.errors import DataFlowArgumentError, FormatError
 
-pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(autouse=True)
-def _offline(tmp_path, monkeypatch):
-    monkeypatch.setenv("DATAFLOW_DATASET", str(tmp_path / "dataset_root"))
-    monkeypatch.delenv("TENSORPACK_DATASET", raising=False)
-    monkeypatch.setenv("DATAFLOW_DATASET_MIRROR", "http://127.0.0.1:9")  # closed: fails fast
-    yield
-    set_seed(None)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("offline_datasets", "unseeded")]
 
 
 def _rng(seed=0):

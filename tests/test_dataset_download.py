@@ -1,18 +1,16 @@
 """Dataset downloads against a local HTTP server on 127.0.0.1 (never the internet).
 
-The server (http.server in a thread, port 0) serves tiny files in the published formats, supports
-HTTP Range, and can misbehave on purpose: serve a corrupted file, close the connection half-way,
-ignore Range, or answer 404. The registry entries are monkeypatched with the tiny files' md5 and
+The server (flows.LocalServer, conftest's local_server fixture: http.server in a thread, port 0)
+serves tiny files in the published formats, supports HTTP Range, and can misbehave on purpose:
+serve a corrupted file, close the connection half-way, ignore Range, or answer 404. The registry entries are monkeypatched with the tiny files' md5 and
 size, and the downloader is pointed at the server through DATAFLOW_DATASET_MIRROR / base_url.
 """
 
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
 import os
-import re
 import tarfile
 import threading
 from dataclasses import replace
@@ -22,9 +20,10 @@ import pytest
 from dataflow.dataset import Cifar10, DownloadError, Mnist, dataset_names, download
 from dataflow.dataset._download import REGISTRY, get_dataset_path
 from dataflow.errors import DataFlowArgumentError, DataFlowError
+from flows import LocalServer  # noqa: F401 - test_cli imports it from here
 from test_dataset import make_cifar10, make_mnist
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("offline_datasets", "no_leaks")]
 
 MNIST_NAMES = [
     "train-images-idx3-ubyte.gz",
@@ -34,91 +33,14 @@ MNIST_NAMES = [
 ]
 
 
-class LocalServer:
-    """Serves ``files`` (URL path -> bytes) on 127.0.0.1 with Range support and fault injection."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.truncate_once: set[str] = set()  # send half the body, then close, the first time
-        self.ignore_range: set[str] = set()  # answer 200 with the whole file even to a Range
-        self.requests: list[tuple[str, str | None]] = []
-        self._lock = threading.Lock()
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                range_header = self.headers.get("Range")
-                with outer._lock:
-                    outer.requests.append((self.path, range_header))
-                    truncate = self.path in outer.truncate_once
-                    outer.truncate_once.discard(self.path)
-                body = outer.files.get(self.path)
-                if body is None:
-                    self.send_error(404)
-                    return
-                start = 0
-                if range_header and self.path not in outer.ignore_range:
-                    start = int(re.fullmatch(r"bytes=(\d+)-", range_header).group(1))
-                    if start >= len(body):
-                        self.send_response(416)
-                        self.send_header("Content-Range", f"bytes */{len(body)}")
-                        self.send_header("Content-Length", "0")
-                        self.end_headers()
-                        return
-                    self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-                else:
-                    self.send_response(200)
-                payload = body[start:]
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload[: len(payload) // 2] if truncate else payload)
-                self.close_connection = True
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self.thread.start()
-
-    def requested(self, path: str) -> list[str | None]:
-        with self._lock:
-            return [r for p, r in self.requests if p == path]
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(10)
-
-
-@pytest.fixture
-def server():
-    srv = LocalServer()
-    yield srv
-    srv.close()
-
-
-@pytest.fixture(autouse=True)
-def _offline(tmp_path, monkeypatch):
-    monkeypatch.setenv("DATAFLOW_DATASET", str(tmp_path / "dataset_root"))
-    monkeypatch.delenv("TENSORPACK_DATASET", raising=False)
-    monkeypatch.setenv("DATAFLOW_DATASET_MIRROR", "http://127.0.0.1:9")  # closed: fails fast
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)  # the local server is reached directly
-
-
-def publish(monkeypatch, server, name, contents):
+def publish(monkeypatch, local_server, name, contents):
     """Serve ``contents`` (filename -> bytes) as dataset ``name`` and register their checksums."""
     source = REGISTRY[name]
     files = []
     for remote in source.files:
         if remote.filename in contents:
             data = contents[remote.filename]
-            server.files[f"/{name}/{remote.filename}"] = data
+            local_server.files[f"/{name}/{remote.filename}"] = data
             files.append(
                 replace(
                     remote,
@@ -139,10 +61,10 @@ def mnist_files(tmp_path):
 
 
 def test_reader_downloads_missing_files_through_the_mirror(
-    tmp_path, server, monkeypatch, mnist_files
+    tmp_path, local_server, monkeypatch, mnist_files
 ):
-    publish(monkeypatch, server, "mnist", mnist_files)
-    monkeypatch.setenv("DATAFLOW_DATASET_MIRROR", server.url)
+    publish(monkeypatch, local_server, "mnist", mnist_files)
+    monkeypatch.setenv("DATAFLOW_DATASET_MIRROR", local_server.url)
     ds = Mnist("train", shuffle=False)  # dir=None: $DATAFLOW_DATASET/mnist_data
     assert len(ds) == 12
     folder = tmp_path / "dataset_root" / "mnist_data"
@@ -152,36 +74,38 @@ def test_reader_downloads_missing_files_through_the_mirror(
     ]
     for name in os.listdir(folder):
         assert (folder / name).read_bytes() == mnist_files[name]
-    assert sorted(p for p, _ in server.requests) == [
+    assert sorted(p for p, _ in local_server.requests) == [
         "/mnist/train-images-idx3-ubyte.gz",
         "/mnist/train-labels-idx1-ubyte.gz",
     ]
 
 
-def test_download_by_name_fetches_everything_once(tmp_path, server, monkeypatch, mnist_files):
+def test_download_by_name_fetches_everything_once(tmp_path, local_server, monkeypatch, mnist_files):
     assert {"mnist", "fashion_mnist", "cifar10", "cifar100", "svhn"} <= set(dataset_names())
-    publish(monkeypatch, server, "mnist", mnist_files)
+    publish(monkeypatch, local_server, "mnist", mnist_files)
     target = tmp_path / "d"
-    assert download("mnist", target, base_url=server.url, progress=False) == str(target)
+    assert download("mnist", target, base_url=local_server.url, progress=False) == str(target)
     assert sorted(os.listdir(target)) == sorted(MNIST_NAMES)
-    assert len(server.requests) == 4
-    download("mnist", str(target), base_url=server.url, progress=False)  # verifies, fetches nothing
-    assert len(server.requests) == 4
+    assert len(local_server.requests) == 4
+    download(
+        "mnist", str(target), base_url=local_server.url, progress=False
+    )  # verifies, fetches nothing
+    assert len(local_server.requests) == 4
     assert len(Mnist("test", dir=target)) == 5
 
 
 def test_corrupted_download_is_a_clear_error_and_deletes_nothing_of_the_user(
-    tmp_path, server, monkeypatch, mnist_files
+    tmp_path, local_server, monkeypatch, mnist_files
 ):
-    publish(monkeypatch, server, "mnist", mnist_files)
+    publish(monkeypatch, local_server, "mnist", mnist_files)
     good = mnist_files["t10k-images-idx3-ubyte.gz"]
-    server.files["/mnist/t10k-images-idx3-ubyte.gz"] = good[:-1] + bytes([good[-1] ^ 0xFF])
+    local_server.files["/mnist/t10k-images-idx3-ubyte.gz"] = good[:-1] + bytes([good[-1] ^ 0xFF])
     target = tmp_path / "d"
     target.mkdir()
     (target / "my_notes.txt").write_text("mine")
     (target / "t10k-labels-idx1-ubyte.gz").write_bytes(mnist_files["t10k-labels-idx1-ubyte.gz"])
     with pytest.raises(DownloadError, match=r"t10k-images-idx3-ubyte\.gz.*md5") as info:
-        download("mnist", target, base_url=server.url, progress=False)
+        download("mnist", target, base_url=local_server.url, progress=False)
     assert isinstance(info.value, DataFlowError) and isinstance(info.value, OSError)
     assert info.value.path == str(target / "t10k-images-idx3-ubyte.gz")
     assert hashlib.md5(good).hexdigest() in str(info.value)
@@ -193,105 +117,109 @@ def test_corrupted_download_is_a_clear_error_and_deletes_nothing_of_the_user(
     ]
 
 
-def test_reader_reports_corrupted_download(tmp_path, server, monkeypatch, mnist_files):
-    publish(monkeypatch, server, "mnist", mnist_files)
-    server.files["/mnist/train-labels-idx1-ubyte.gz"] = b"garbage"
-    monkeypatch.setenv("DATAFLOW_DATASET_MIRROR", server.url)
+def test_reader_reports_corrupted_download(tmp_path, local_server, monkeypatch, mnist_files):
+    publish(monkeypatch, local_server, "mnist", mnist_files)
+    local_server.files["/mnist/train-labels-idx1-ubyte.gz"] = b"garbage"
+    monkeypatch.setenv("DATAFLOW_DATASET_MIRROR", local_server.url)
     with pytest.raises(DownloadError, match=r"train-labels-idx1-ubyte\.gz.*size"):
         Mnist("train", dir=tmp_path / "d")
 
 
 def test_existing_file_with_wrong_checksum_is_reported_and_left_alone(
-    tmp_path, server, monkeypatch, mnist_files
+    tmp_path, local_server, monkeypatch, mnist_files
 ):
-    publish(monkeypatch, server, "mnist", mnist_files)
+    publish(monkeypatch, local_server, "mnist", mnist_files)
     target = tmp_path / "d"
     target.mkdir()
     mine = mnist_files["train-labels-idx1-ubyte.gz"][::-1]  # same size, other content
     (target / "train-labels-idx1-ubyte.gz").write_bytes(mine)
     with pytest.raises(DownloadError, match=r"train-labels-idx1-ubyte\.gz exists.*untouched"):
-        download("mnist", target, base_url=server.url, progress=False)
+        download("mnist", target, base_url=local_server.url, progress=False)
     assert (target / "train-labels-idx1-ubyte.gz").read_bytes() == mine
-    assert server.requested("/mnist/train-labels-idx1-ubyte.gz") == []
+    assert local_server.requested("/mnist/train-labels-idx1-ubyte.gz") == []
 
 
-def test_interrupted_download_resumes_with_range(tmp_path, server, monkeypatch, mnist_files):
-    publish(monkeypatch, server, "mnist", mnist_files)
+def test_interrupted_download_resumes_with_range(tmp_path, local_server, monkeypatch, mnist_files):
+    publish(monkeypatch, local_server, "mnist", mnist_files)
     path = "/mnist/train-images-idx3-ubyte.gz"
-    server.truncate_once.add(path)
+    local_server.truncate_once.add(path)
     target = tmp_path / "d"
-    download("mnist", target, base_url=server.url, progress=False)
+    download("mnist", target, base_url=local_server.url, progress=False)
     data = mnist_files["train-images-idx3-ubyte.gz"]
     assert (target / "train-images-idx3-ubyte.gz").read_bytes() == data
-    assert server.requested(path) == [None, f"bytes={len(data) // 2}-"]
+    assert local_server.requested(path) == [None, f"bytes={len(data) // 2}-"]
     assert not any(name.endswith(".part") for name in os.listdir(target))
 
 
 def test_interrupted_download_without_retries_keeps_part_and_resumes_next_time(
-    tmp_path, server, monkeypatch, mnist_files
+    tmp_path, local_server, monkeypatch, mnist_files
 ):
-    publish(monkeypatch, server, "mnist", mnist_files)
+    publish(monkeypatch, local_server, "mnist", mnist_files)
     path = "/mnist/t10k-images-idx3-ubyte.gz"
-    server.truncate_once.add(path)
+    local_server.truncate_once.add(path)
     target = tmp_path / "d"
     with pytest.raises(DownloadError, match=r"t10k-images-idx3-ubyte\.gz.*\.part.*resumes"):
-        download("mnist", target, base_url=server.url, progress=False, retries=0)
+        download("mnist", target, base_url=local_server.url, progress=False, retries=0)
     data = mnist_files["t10k-images-idx3-ubyte.gz"]
     part = target / "t10k-images-idx3-ubyte.gz.part"
     assert part.read_bytes() == data[: len(data) // 2]
     assert not (target / "t10k-images-idx3-ubyte.gz").exists()
-    download("mnist", target, base_url=server.url, progress=False, retries=0)
+    download("mnist", target, base_url=local_server.url, progress=False, retries=0)
     assert (target / "t10k-images-idx3-ubyte.gz").read_bytes() == data
-    assert server.requested(path) == [None, f"bytes={len(data) // 2}-"]
+    assert local_server.requested(path) == [None, f"bytes={len(data) // 2}-"]
     assert not part.exists()
 
 
-def test_server_ignoring_range_restarts_from_scratch(tmp_path, server, monkeypatch, mnist_files):
-    publish(monkeypatch, server, "mnist", mnist_files)
+def test_server_ignoring_range_restarts_from_scratch(
+    tmp_path, local_server, monkeypatch, mnist_files
+):
+    publish(monkeypatch, local_server, "mnist", mnist_files)
     path = "/mnist/t10k-images-idx3-ubyte.gz"
-    server.ignore_range.add(path)
+    local_server.ignore_range.add(path)
     target = tmp_path / "d"
     target.mkdir()
     (target / "t10k-images-idx3-ubyte.gz.part").write_bytes(b"stale bytes from elsewhere")
-    download("mnist", target, base_url=server.url, progress=False)
+    download("mnist", target, base_url=local_server.url, progress=False)
     assert (target / "t10k-images-idx3-ubyte.gz").read_bytes() == mnist_files[
         "t10k-images-idx3-ubyte.gz"
     ]
-    assert server.requested(path) == ["bytes=26-"]
+    assert local_server.requested(path) == ["bytes=26-"]
 
 
 def test_stale_part_that_does_not_verify_is_dropped_then_next_call_succeeds(
-    tmp_path, server, monkeypatch, mnist_files
+    tmp_path, local_server, monkeypatch, mnist_files
 ):
-    publish(monkeypatch, server, "mnist", mnist_files)
+    publish(monkeypatch, local_server, "mnist", mnist_files)
     target = tmp_path / "d"
     target.mkdir()
     (target / "t10k-labels-idx1-ubyte.gz.part").write_bytes(b"\x00" * 10)
     with pytest.raises(DownloadError, match=r"t10k-labels-idx1-ubyte\.gz.*md5"):
-        download("mnist", target, base_url=server.url, progress=False)
+        download("mnist", target, base_url=local_server.url, progress=False)
     assert not (target / "t10k-labels-idx1-ubyte.gz.part").exists()
-    download("mnist", target, base_url=server.url, progress=False)
+    download("mnist", target, base_url=local_server.url, progress=False)
     assert (target / "t10k-labels-idx1-ubyte.gz").read_bytes() == mnist_files[
         "t10k-labels-idx1-ubyte.gz"
     ]
 
 
-def test_http_404_names_the_file(tmp_path, server, monkeypatch, mnist_files):
-    publish(monkeypatch, server, "mnist", mnist_files)
-    del server.files["/mnist/train-labels-idx1-ubyte.gz"]
+def test_http_404_names_the_file(tmp_path, local_server, monkeypatch, mnist_files):
+    publish(monkeypatch, local_server, "mnist", mnist_files)
+    del local_server.files["/mnist/train-labels-idx1-ubyte.gz"]
     with pytest.raises(DownloadError, match=r"train-labels-idx1-ubyte\.gz.*404"):
-        download("mnist", tmp_path / "d", base_url=server.url, progress=False)
+        download("mnist", tmp_path / "d", base_url=local_server.url, progress=False)
     assert not (tmp_path / "d" / "train-labels-idx1-ubyte.gz.part").exists()  # nothing received
 
 
-def test_concurrent_downloads_of_one_dataset_take_turns(tmp_path, server, monkeypatch, mnist_files):
-    publish(monkeypatch, server, "mnist", mnist_files)
+def test_concurrent_downloads_of_one_dataset_take_turns(
+    tmp_path, local_server, monkeypatch, mnist_files
+):
+    publish(monkeypatch, local_server, "mnist", mnist_files)
     target = tmp_path / "d"
     errors: list[BaseException] = []
 
     def run() -> None:
         try:
-            download("mnist", target, base_url=server.url, progress=False)
+            download("mnist", target, base_url=local_server.url, progress=False)
         except BaseException as e:  # reported below
             errors.append(e)
 
@@ -304,7 +232,7 @@ def test_concurrent_downloads_of_one_dataset_take_turns(tmp_path, server, monkey
     assert sorted(os.listdir(target)) == sorted(MNIST_NAMES)
     for name in MNIST_NAMES:
         assert (target / name).read_bytes() == mnist_files[name]
-        assert len(server.requested(f"/mnist/{name}")) == 1
+        assert len(local_server.requested(f"/mnist/{name}")) == 1
 
 
 def _tar_gz(members: dict[str, bytes]) -> bytes:
@@ -317,27 +245,27 @@ def _tar_gz(members: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
-def test_cifar_archive_is_downloaded_extracted_and_read(tmp_path, server, monkeypatch):
+def test_cifar_archive_is_downloaded_extracted_and_read(tmp_path, local_server, monkeypatch):
     src = tmp_path / "published"
     data = make_cifar10(src, per_batch=3, n_test=4)
     folder = src / "cifar-10-batches-py"
     archive = _tar_gz(
         {f"cifar-10-batches-py/{n}": (folder / n).read_bytes() for n in sorted(os.listdir(folder))}
     )
-    publish(monkeypatch, server, "cifar10", {"cifar-10-python.tar.gz": archive})
-    monkeypatch.setenv("DATAFLOW_DATASET_MIRROR", server.url)
+    publish(monkeypatch, local_server, "cifar10", {"cifar-10-python.tar.gz": archive})
+    monkeypatch.setenv("DATAFLOW_DATASET_MIRROR", local_server.url)
     ds = Cifar10("test", shuffle=False)
     assert [label for _, label in ds] == data["test"][1]
     root = tmp_path / "dataset_root" / "cifar10_data"
     assert sorted(os.listdir(root)) == ["cifar-10-batches-py", "cifar-10-python.tar.gz"]
     assert len(Cifar10("train")) == 15
-    assert len(server.requests) == 1
+    assert len(local_server.requests) == 1
 
 
-def test_archive_with_escaping_member_is_refused(tmp_path, server, monkeypatch):
+def test_archive_with_escaping_member_is_refused(tmp_path, local_server, monkeypatch):
     archive = _tar_gz({"cifar-10-batches-py/test_batch": b"x", "../escaped.txt": b"evil"})
-    publish(monkeypatch, server, "cifar10", {"cifar-10-python.tar.gz": archive})
-    monkeypatch.setenv("DATAFLOW_DATASET_MIRROR", server.url)
+    publish(monkeypatch, local_server, "cifar10", {"cifar-10-python.tar.gz": archive})
+    monkeypatch.setenv("DATAFLOW_DATASET_MIRROR", local_server.url)
     target = tmp_path / "a" / "d"
     with pytest.raises(DownloadError, match=r"cifar-10-python\.tar\.gz.*\.\./escaped\.txt"):
         Cifar10("test", dir=target)

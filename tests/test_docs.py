@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+from flows import REPO_ROOT
+
+DOC_FILES = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
 
 
@@ -21,7 +22,7 @@ def python_blocks(path: Path) -> list[str]:
 
 
 def test_docs_have_examples():
-    assert python_blocks(ROOT / "README.md"), "README.md must show a runnable example"
+    assert python_blocks(REPO_ROOT / "README.md"), "README.md must show a runnable example"
 
 
 @pytest.mark.timeout(120)

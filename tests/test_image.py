@@ -24,11 +24,7 @@ from dataflow.image import (
 )
 from dataflow.raw import DataFromList
 
-
-@pytest.fixture(autouse=True)
-def _no_seed_after():
-    yield
-    seeding.set_seed(None)
+pytestmark = pytest.mark.usefixtures("unseeded")
 
 
 def color_image(h: int = 30, w: int = 40, seed: int = 0) -> np.ndarray:

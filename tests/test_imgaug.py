@@ -182,10 +182,8 @@ def make_image(shape: tuple[int, ...], dtype: Any, seed: int = 0) -> np.ndarray:
 
 
 @pytest.fixture(autouse=True)
-def _fixed_seed():
+def _fixed_seed(unseeded):
     seeding.set_seed(1234)
-    yield
-    seeding.set_seed(None)
 
 
 # tensorpack 0.11's __all__ of each imgaug module (facts about its API).

@@ -14,12 +14,7 @@ from dataflow import imgaug
 from dataflow._engine import seeding
 from dataflow._engine.context import WorkerInfo, set_worker_info
 
-
-@pytest.fixture(autouse=True)
-def _no_seed_after():
-    yield
-    seeding.set_seed(None)
-    set_worker_info(None)
+pytestmark = pytest.mark.usefixtures("unseeded", "no_leaks")
 
 
 def make_augs() -> imgaug.AugmentorList:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import venv
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from flows import REPO_ROOT
+
 OPTIONAL = ["cv2", "lmdb", "h5py", "torch", "zmq", "ray", "PIL", "scipy", "diskcache"]
 
 
@@ -20,7 +20,7 @@ def test_fresh_venv_install_imports_with_core_deps_only(tmp_path):
     py = env_dir / "bin" / "python"
     install = subprocess.run(
         # verbose: pip shows the build backend's output, where setuptools prints its warnings
-        [str(py), "-m", "pip", "install", "--verbose", str(ROOT)],
+        [str(py), "-m", "pip", "install", "--verbose", str(REPO_ROOT)],
         capture_output=True,
         text=True,
         timeout=540,

@@ -3,16 +3,13 @@ runs its own copy; len is len(ds)), seeds, sharding, errors, nesting, reentrancy
 
 from __future__ import annotations
 
-import itertools
-import multiprocessing
 import time
 from collections import Counter
 
 import numpy as np
 import pytest
 
-from dataflow._engine.context import get_worker_info
-from dataflow.base import DataFlow, DataFlowTerminated, RNGDataFlow
+from dataflow.base import DataFlow
 from dataflow.common import BatchData, MapData
 from dataflow.errors import (
     DataFlowArgumentError,
@@ -31,76 +28,25 @@ from dataflow.parallel import (
 )
 from dataflow.parallel_map import MultiProcessMapData, MultiThreadMapData
 from dataflow.raw import DataFromList
+from flows import (
+    METHODS,
+    Count,
+    RaisingSource,
+    Random,
+    SelfSharding,
+    Terminating,
+    WhoAmI,
+    take,
+    triple,
+    wait_until,
+)
 
-METHODS = ["fork", "forkserver", "spawn"]
-
-
-@pytest.fixture(autouse=True)
-def _no_leftover_workers():
-    yield
-    assert not multiprocessing.active_children()
-
-
-class Count(DataFlow):
-    def __init__(self, n: int | None = None) -> None:
-        self.n = n
-
-    def __len__(self) -> int:
-        if self.n is None:
-            raise NotImplementedError
-        return self.n
-
-    def __iter__(self):
-        i = 0
-        while self.n is None or i < self.n:
-            yield [i]
-            i += 1
+pytestmark = pytest.mark.usefixtures("no_leaks")
 
 
-class Random(RNGDataFlow):
-    """Draws from its own rng and from numpy's global generator."""
-
-    def __iter__(self):
-        while True:
-            yield [int(self.rng.randint(1 << 30)), int(np.random.randint(1 << 30))]
-
-
-class WhoAmI(DataFlow):
-    def __len__(self) -> int:
-        return 4
-
-    def __iter__(self):
-        info = get_worker_info()
-        for _ in range(4):
-            yield [info.id, info.num_workers, info.kind]
-
-
-class Failing(DataFlow):
-    def __iter__(self):
-        yield [1]
-        raise ValueError(f"broken source 42 at {time.time()!r}")
-
-
-class Terminating(DataFlow):
-    def __iter__(self):
-        for i in range(3):
-            yield [i]
-        raise DataFlowTerminated()
-
-
-class SelfSharding(DataFlow):
-    shards_itself = True
-
-    def __len__(self) -> int:
-        return 20
-
-    def __iter__(self):
-        info = get_worker_info()
-        return iter([[i] for i in range(info.id, 20, info.num_workers)])
-
-
-def _take(ds, n):
-    return list(itertools.islice(ds, n))
+def failing_source():
+    """[1], then ValueError("broken source 42 at <time>")."""
+    return RaisingSource([[1]], ValueError, "broken source 42")
 
 
 # -- tensorpack semantics --------------------------------------------------------------------------
@@ -136,7 +82,7 @@ def test_unknown_length():
     ds = MultiProcessRunnerZMQ(Count(), num_proc=2, start_method="fork")
     with pytest.raises(LengthUnknownError):
         len(ds)
-    assert len(_take(ds, 1000)) == 1000
+    assert len(take(ds, 1000)) == 1000
     ds.close()
 
 
@@ -162,7 +108,7 @@ def test_large_arrays_pass_whole_and_in_fragments():
                 yield [np.full(n, n % 251, dtype=np.uint8), n]
 
     with MultiProcessRunnerZMQ(Arrays(), num_proc=1, start_method="fork") as ds:
-        for arr, n in _take(iter(ds), 6):
+        for arr, n in take(iter(ds), 6):
             assert arr.shape == (n,) and arr[0] == n % 251 and arr[-1] == n % 251
 
 
@@ -188,7 +134,7 @@ def test_empty_sources_end_the_pass():
 def test_seeded_runner_is_reproducible_and_workers_differ(method):
     def run(seed):
         with MultiProcessRunner(Random(), 20, 2, seed=seed, start_method=method) as ds:
-            return _take(ds, 40)
+            return take(ds, 40)
 
     a, b, c = run(7), run(7), run(8)
     assert a == b  # even though the second pipeline is another root in this process
@@ -201,7 +147,7 @@ def test_seeded_runner_is_reproducible_and_workers_differ(method):
 def test_seeded_thread_runner_is_reproducible():
     def run(seed):
         with MultiThreadRunner(Random, 20, 3, seed=seed) as ds:
-            return _take(ds, 30)
+            return take(ds, 30)
 
     a, b = run(3), run(3)
     assert [dp[0] for dp in a] == [dp[0] for dp in b]  # rng streams; numpy's global is shared
@@ -210,9 +156,9 @@ def test_seeded_thread_runner_is_reproducible():
 
 def test_without_seed_workers_draw_fresh_streams():
     with MultiProcessRunner(Random(), 20, 2, start_method="fork") as ds:
-        a = _take(ds, 20)
+        a = take(ds, 20)
     with MultiProcessRunner(Random(), 20, 2, start_method="fork") as ds:
-        b = _take(ds, 20)
+        b = take(ds, 20)
     assert a != b
     assert len({x for dp in a for x in dp}) == 40
 
@@ -273,7 +219,7 @@ def test_sharding_splits_every_source_of_a_batched_pipeline():
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("method", METHODS)
 def test_exception_in_the_upstream_of_a_process_runner(method):
-    ds = MultiProcessRunner(Failing(), 10, 2, start_method=method)
+    ds = MultiProcessRunner(failing_source(), 10, 2, start_method=method)
     with pytest.raises(WorkerError) as info:
         list(ds)
     err = info.value
@@ -282,14 +228,14 @@ def test_exception_in_the_upstream_of_a_process_runner(method):
     assert "ValueError" in str(err) and "broken source 42" in str(err)
     assert err.exc_type_name == "ValueError"
     assert "broken source 42" in err.traceback_text
-    assert "test_parallel.py" in err.traceback_text and "in __iter__" in err.traceback_text
+    assert "flows.py" in err.traceback_text and "in __iter__" in err.traceback_text
     assert isinstance(err.__cause__, ValueError)
     ds.close()
 
 
 @pytest.mark.timeout(30)
 def test_exception_in_a_thread_runner():
-    ds = MultiThreadRunner(Failing, 10, 2)
+    ds = MultiThreadRunner(failing_source, 10, 2)
     with pytest.raises(WorkerError, match="ValueError: broken source 42") as info:
         list(ds)
     assert info.value.exc_type_name == "ValueError"
@@ -307,24 +253,20 @@ def test_second_live_iterator_is_refused_and_abandoned_ones_do_not_block():
     with pytest.raises(ReentrancyError):
         next(iter(ds))
     del it
-    assert len(_take(ds, 10)) == 10
+    assert len(take(ds, 10)) == 10
     it = iter(ds)
     next(it)
     it.close()
-    assert len(_take(ds, 10)) == 10
+    assert len(take(ds, 10)) == 10
     ds.close()
 
 
-def _triple(dp):
-    return [dp[0] * 3]
-
-
 def test_nested_parallel_flows():
-    inner = MultiThreadMapData(Count(40), 2, _triple, strict=True)
+    inner = MultiThreadMapData(Count(40), 2, triple, strict=True)
     with MultiProcessRunnerZMQ(inner, num_proc=2, start_method="fork") as ds:
         out = [dp[0] for dp in ds]
     assert len(out) == 40 and set(out) <= {3 * i for i in range(40)}
-    inner = MultiProcessMapData(Count(30), 2, _triple, strict=True, start_method="fork")
+    inner = MultiProcessMapData(Count(30), 2, triple, strict=True, start_method="fork")
     with MultiProcessRunner(inner, 10, 2, start_method="fork") as ds:
         out = [dp[0] for dp in ds]
     assert len(out) == 30 and set(out) <= {3 * i for i in range(30)}
@@ -379,10 +321,8 @@ def test_datapoints_held_in_transit_are_delivered_when_the_upstream_goes_quiet(t
     marker = tmp_path / "burst-done"
     with MultiProcessRunner(Burst(str(marker)), 1000, 1, start_method="fork") as ds:
         ds.reset_state()
-        deadline = time.monotonic() + 20
-        while not marker.exists():  # the worker made all 200 while nobody was reading
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        # the worker makes all 200 while nobody is reading
+        wait_until(marker.exists, 20, "the worker's 200 datapoints")
         it = iter(ds)
         t0 = time.monotonic()
         assert [next(it)[0] for _ in range(200)] == list(range(200))
@@ -395,7 +335,7 @@ def test_global_seed_makes_a_runner_pipeline_reproducible():
     def run():
         set_seed(21)
         with MultiProcessRunner(Random(), 20, 2, start_method="fork") as ds:
-            return _take(ds, 30)
+            return take(ds, 30)
 
     try:
         a, b = run(), run()

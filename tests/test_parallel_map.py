@@ -3,7 +3,6 @@ pass), ordered (equal to MapData), None handling, errors, restart_workers, batch
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import time
@@ -13,7 +12,6 @@ import numpy as np
 import pytest
 
 from dataflow._engine.seeding import set_seed
-from dataflow.base import DataFlow
 from dataflow.common import BatchData, MapData
 from dataflow.errors import (
     DataFlowArgumentError,
@@ -31,73 +29,25 @@ from dataflow.parallel_map import (
     MultiThreadMapData,
 )
 from dataflow.raw import DataFromList
+from flows import (
+    METHODS,
+    Count,
+    RaisingSource,
+    die_on_7,
+    double,
+    drop_thirds,
+    fail_on_13,
+    features,
+    noisy,
+    slow_double,
+)
 
-METHODS = ["fork", "forkserver", "spawn"]
-
-
-@pytest.fixture(autouse=True)
-def _no_leftover_workers():
-    yield
-    assert not multiprocessing.active_children()
-
-
-class Count(DataFlow):
-    def __init__(self, n: int | None = None) -> None:
-        self.n = n
-
-    def __len__(self) -> int:
-        if self.n is None:
-            raise NotImplementedError
-        return self.n
-
-    def __iter__(self):
-        i = 0
-        while self.n is None or i < self.n:
-            yield [i]
-            i += 1
+pytestmark = pytest.mark.usefixtures("no_leaks")
 
 
-class Broken(DataFlow):
-    def __len__(self) -> int:
-        return 10
-
-    def __iter__(self):
-        yield [0]
-        raise KeyError("upstream broke")
-
-
-def double(dp):
-    return [dp[0] * 2]
-
-
-def slow_double(dp):
-    time.sleep(0.0005 * (dp[0] % 7))  # uneven costs: workers finish out of order
-    return [dp[0] * 2]
-
-
-def drop_thirds(dp):
-    return None if dp[0] % 3 == 0 else [dp[0]]
-
-
-def fail_on_13(dp):
-    if dp[0] == 13:
-        raise ZeroDivisionError(f"no thirteen at {time.time()!r}")
-    return dp
-
-
-def features(dp):
-    i = dp[0]
-    return [np.full((2, 3), i, dtype=np.float32), i, i % 2 == 0]
-
-
-def noisy(dp):
-    return [dp[0], float(np.random.rand())]
-
-
-def die_on_7(dp):
-    if dp[0] == 7:
-        os._exit(1)
-    return dp
+def broken_source():
+    """len 10, but [0] and then KeyError("upstream broke at <time>")."""
+    return RaisingSource([[0]], KeyError, "upstream broke", length=10)
 
 
 # -- strict: exactly once --------------------------------------------------------------------------
@@ -269,7 +219,7 @@ def test_exception_in_map_func_of_a_thread_map():
 
 
 def test_exception_in_the_upstream_is_raised_as_itself():
-    with MultiProcessMapData(Broken(), 2, double, start_method="fork") as ds:
+    with MultiProcessMapData(broken_source(), 2, double, start_method="fork") as ds:
         with pytest.raises(KeyError, match="upstream broke"):
             list(ds)
         with pytest.raises(KeyError):  # the next pass starts afresh

@@ -28,11 +28,7 @@ from dataflow.raw import (
     FakeData,
 )
 
-
-@pytest.fixture(autouse=True)
-def _unseeded():
-    yield
-    set_seed(None)
+pytestmark = pytest.mark.usefixtures("unseeded", "no_leaks")
 
 
 def _passes(ds, n=2):

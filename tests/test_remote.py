@@ -20,7 +20,9 @@ from dataflow import codec
 from dataflow.errors import DataFlowArgumentError, DatapointError, LengthUnknownError
 from dataflow.raw import DataFromList
 from dataflow.remote import MESSAGE_TAG, RemoteDataZMQ, send_dataflow_zmq
-from test_codec import assert_same
+from flows import assert_same
+
+pytestmark = pytest.mark.usefixtures("no_leaks")
 
 MAKE_DP = textwrap.dedent(
     """
