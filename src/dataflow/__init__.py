@@ -40,6 +40,7 @@ from .errors import (
     FormatError,
     LengthUnknownError,
     ReentrancyError,
+    StateError,
     WorkerDied,
     WorkerError,
 )
@@ -159,6 +160,7 @@ __all__ = [
     "DataFlowArgumentError",
     "DataFlowClosedError",
     "ReentrancyError",
+    "StateError",
     "LengthUnknownError",
     "DatapointError",
     "BatchError",

@@ -15,6 +15,8 @@ wrapping those methods once when a subclass is defined:
 - A flow whose class sets ``reentrant = False`` refuses a second *live* iterator with
   :class:`ReentrancyError`. An iterator that was exhausted, closed or garbage collected is not live,
   so abandoning an iterator never blocks the next one.
+- ``state_dict()``/``load_state_dict()`` save and restore the position of the whole pipeline, mid
+  pass included (see :mod:`dataflow._state` for the mechanism and docs/resume.md for the promises).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from . import _state
 from ._engine import seeding
 from .errors import (
     DataFlowArgumentError,
@@ -70,14 +73,15 @@ def _runs_in_this_thread(it: object) -> bool:
     return False
 
 
-def _begin_pass(flow: DataFlow) -> bool:
-    """Checks and bookkeeping before a pass starts. Returns False for a nested call.
+def _begin_pass(flow: DataFlow) -> int | None:
+    """Checks and bookkeeping before a pass starts. Returns None for a nested call, else how many
+    datapoints the pass must skip (a replay flow resuming mid-pass; 0 otherwise).
 
     A call is nested when it comes from the flow's own current iterator (a subclass whose
     ``__iter__`` calls ``super().__iter__()`` or ``self.get_data()``): it belongs to the same pass.
     """
     if flow.__dict__.get("_df_beginning"):
-        return False
+        return None
     if flow.__dict__.get("_df_reset") != os.getpid():
         # An iterator recorded by another process (copied by fork) is not live here.
         flow.__dict__.pop("_df_live", None)
@@ -89,7 +93,7 @@ def _begin_pass(flow: DataFlow) -> bool:
     live_ref = flow.__dict__.get("_df_live")
     live = live_ref() if live_ref is not None else None
     if live is not None and _is_running(live) and _runs_in_this_thread(live):
-        return False
+        return None
     if flow._df_closed:
         raise DataFlowClosedError(f"{type(flow).__name__} was closed; it cannot be iterated again")
     if live is not None and not flow.reentrant and not _is_finished(live):
@@ -97,24 +101,50 @@ def _begin_pass(flow: DataFlow) -> bool:
             f"{type(flow).__name__} is not reentrant: it is already being iterated. Exhaust or "
             "close the first iterator (or let it be garbage collected) before starting another."
         )
-    flow._on_new_pass()
-    return True
+    pending = flow.__dict__.pop("_df_pending", None)
+    if pending is None:
+        # What a resumed pass left for its iterator (``_df_start``) is stale if that iterator
+        # never ran: a new pass starts at its beginning.
+        flow.__dict__.pop("_df_pass_state", None)
+        flow.__dict__.pop("_df_start", None)
+        flow._on_new_pass()
+        skip = 0
+    else:
+        skip = _state.resume(flow, pending)
+    if _state.kind(type(flow)) == "replay":
+        # Where the upstream stood when this pass began: a resumed replay starts it from there.
+        flow.__dict__["_df_upstream_at_start"] = [
+            _state.between_passes(node) for node in flow._df_upstream_nodes()
+        ]
+        flow.__dict__["_df_count"] = skip
+    return skip
 
 
 def _wrap_iter(fn: Callable[[Any], Iterator]) -> Callable[[Any], Iterator]:
     @functools.wraps(fn)
     def iterate(self):
-        if not _begin_pass(self):
+        if self.__dict__.pop("_df_skip_pass", False):
+            return iter(())  # resumed: the rest of a pass that had ended (_state.ended_here)
+        skip = _begin_pass(self)
+        if skip is None:
             return fn(self)
         self._df_beginning = True
         try:
             it = fn(self)
+            if _state.kind(type(self)) == "replay":
+                if skip:
+                    skip = _state.consume(it, skip)
+                it = _state.counted(self, it, skip)
         finally:
             self._df_beginning = False
         try:
             self._df_live = weakref.ref(it)
         except TypeError:  # an iterator type without weakref support: nothing to track
             self._df_live = None
+        if self.__dict__.pop("_df_retry_empty", False):
+            # The live iterator stays the flow's own (its state is read off it); the wrapper
+            # holds it, so it lives as long as the consumer's iterator does.
+            return _state.retry_if_empty(self, it)
         return it
 
     iterate._df_wrapped = True  # type: ignore[attr-defined]
@@ -225,12 +255,15 @@ class DataFlow:
     """
 
     reentrant: ClassVar[bool] = True
+    _df_root: ClassVar[bool] = True  # marks the base class itself (dataflow._state.kind)
 
     # Class-level defaults so that subclasses that never call ``super().__init__()`` (the seed's
     # examples do not) still work.
     _df_closed: bool = False
     _df_position: str | None = None
     _df_epoch: int = 0
+    # Why this flow's position cannot be saved (a queue, a socket), or None: state_dict() raises.
+    _df_not_resumable: ClassVar[str | None] = None
 
     def __new__(cls, *args: Any, **kwargs: Any):
         obj = super().__new__(cls)
@@ -239,6 +272,7 @@ class DataFlow:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        _adopt_user_state(cls)
         for name, wrap in _WRAPPERS.items():
             # Resolved through the MRO, so that a method a class inherits from a mixin that is
             # not a DataFlow is wrapped too; DataFlow's own delegating methods stay as they are.
@@ -289,6 +323,68 @@ class DataFlow:
         """Hook run at the start of every pass (after reset). Keep it cheap."""
         self._df_epoch += 1
 
+    # -- resumable state (the mechanism: dataflow._state) -----------------------------------------
+    def state_dict(self) -> dict:
+        """The position of the whole pipeline below this flow, as plain (JSON-able) data.
+
+        Call it on the outermost flow, at any time, a live iterator's pass included. A freshly
+        built identical pipeline given it by :meth:`load_state_dict` goes on exactly from there.
+        """
+        return _state.save(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from ``state`` (from :meth:`state_dict` of an identical pipeline).
+
+        Call it before the first iteration, before or after ``reset_state()``. The next pass
+        yields what the saved pipeline would have yielded after the moment of ``state_dict()``,
+        and later passes are those of the uninterrupted run. A state of another pipeline or a newer
+        format raises :class:`~dataflow.errors.StateError` naming the first stage that differs.
+        """
+        _state.load(self, state)
+
+    def _df_save(self) -> dict | None:
+        """This flow's position in the current pass (native flows). Subclasses override."""
+        raise NotImplementedError
+
+    def _df_load(self, state: dict) -> None:
+        """Seek to ``state`` (from ``_df_save``) as the resumed pass begins (native flows).
+
+        Flows whose ``__iter__`` is a generator keep what they need in ``self._df_start`` and
+        read it when the generator starts; a pass that begins without resuming clears it.
+        """
+
+    def _df_check(self, node: dict) -> str | None:
+        """What makes ``node`` unusable for this flow (a different length...), or None."""
+        return None
+
+    def _df_carries_over(self) -> bool:
+        """Whether the flow keeps something from one pass to the next (a buffer, a cache, a live
+        upstream iterator): its ``_df_save``/``_df_load`` then run between passes too, and its
+        upstream's state is saved as it stands rather than as "a new pass comes next"."""
+        return False
+
+    def _df_in_pass(self) -> bool:
+        """Whether a pass is under way (its iterator is live and not exhausted)."""
+        live_ref = self.__dict__.get("_df_live")
+        live = live_ref() if live_ref is not None else None
+        return live is not None and not _is_finished(live)
+
+    def _df_upstreams(self) -> list[DataFlow]:
+        """The flows this flow reads from, in the order their state nodes are saved."""
+        return [flow for _, flow in upstream_flows(self)]
+
+    def _df_upstream_nodes(self) -> list[dict]:
+        nodes = [_state.node_of(flow) for flow in self._df_upstreams()]
+        if self._df_in_pass() and not _state.not_started(self):
+            nodes = [_state.ended_here(node) for node in nodes]
+        return nodes
+
+    def _df_save_rng(self) -> dict | None:
+        return None
+
+    def _df_load_rng(self, node: dict, in_pass: bool) -> None:
+        pass
+
     def _register_cleanup(self, fn: Callable[..., Any], *args: Any) -> weakref.finalize:
         """Release a resource on ``close()``, on garbage collection and at interpreter exit.
 
@@ -334,13 +430,43 @@ class DataFlow:
             state = {
                 k: v
                 for k, v in reduced[2].items()
-                if k not in ("_df_live", "_df_reset", "_df_cleanups", "_df_beginning")
+                if k not in ("_df_live", "_df_reset", "_df_cleanups", "_df_beginning", "_df_cursor")
             }
             reduced = (*reduced[:2], state, *reduced[3:])
         return reduced
 
 
 DataFlow.reset_state = _wrap_reset(DataFlow.reset_state)  # type: ignore[method-assign,assignment]
+
+
+def _adopt_user_state(cls: type) -> None:
+    """A class that writes its own ``state_dict``/``load_state_dict`` saves its own position.
+
+    Its methods become the flow's ``_df_save``/``_df_load`` (called for its position in a pass),
+    and the public names go back to the base's, which put that position in the pipeline's tree.
+    """
+    own = [name for name in ("state_dict", "load_state_dict") if name in cls.__dict__]
+    if not own:
+        return
+    if len(own) == 1:
+        raise TypeError(
+            f"{cls.__name__} defines {own[0]} but not "
+            f"{'load_state_dict' if own[0] == 'state_dict' else 'state_dict'}: a flow that saves "
+            "its own position needs both"
+        )
+    user_save = cls.__dict__["state_dict"]
+    user_load = cls.__dict__["load_state_dict"]
+
+    def _df_save(self: DataFlow) -> dict | None:
+        return user_save(self)
+
+    def _df_load(self: DataFlow, state: dict) -> None:
+        user_load(self, state)
+
+    cls._df_save = _df_save  # type: ignore[attr-defined]
+    cls._df_load = _df_load  # type: ignore[attr-defined]
+    cls.state_dict = DataFlow.state_dict  # type: ignore[attr-defined]
+    cls.load_state_dict = DataFlow.load_state_dict  # type: ignore[attr-defined]
 
 
 class ProxyDataFlow(DataFlow):
@@ -358,6 +484,8 @@ class ProxyDataFlow(DataFlow):
     def __iter__(self) -> Iterator:
         return iter(self.ds)
 
+    _df_save = _state.no_own_state  # forwards datapoints one for one: the upstream's position
+
 
 class RNGDataFlow(DataFlow):
     """A flow with a seeded random generator, ``self.rng``.
@@ -371,9 +499,13 @@ class RNGDataFlow(DataFlow):
     """
 
     def _new_rng(self, epoch: int) -> np.random.RandomState:
-        if self._df_position is None:
-            _assign_positions(self)
-        rng = seeding.make_rng(str(self._df_position), epoch)
+        spec = self.__dict__.get("_df_spec_loaded")
+        if spec is None:
+            if self._df_position is None:
+                _assign_positions(self)
+            spec = seeding.stream_spec(str(self._df_position))
+        self.__dict__["_df_spec"] = spec
+        rng = seeding.rng_from_spec(spec, epoch)
         self.__dict__["_df_auto_rng"] = rng
         self.__dict__["_rng"] = rng
         return rng
@@ -395,9 +527,36 @@ class RNGDataFlow(DataFlow):
 
     def _on_new_pass(self) -> None:
         epoch = self._df_epoch
-        if epoch > 0 and self.__dict__.get("_rng") is self.__dict__.get("_df_auto_rng"):
-            self._new_rng(epoch)
+        rng = self.__dict__.get("_rng")
+        if rng is self.__dict__.get("_df_auto_rng"):
+            if epoch > 0:
+                self._new_rng(epoch)
+        elif rng is not None:  # the user's own generator: remember where this pass started it
+            self.__dict__["_df_rng_start"] = rng.get_state()
         self._df_epoch = epoch + 1
+
+    def _df_save_rng(self) -> dict | None:
+        rng = self.__dict__.get("_rng")
+        if rng is None or rng is self.__dict__.get("_df_auto_rng"):
+            spec = self.__dict__.get("_df_spec") or self.__dict__.get("_df_spec_loaded")
+            if spec is None and self._df_position is not None:  # its stream is not drawn yet
+                spec = seeding.stream_spec(str(self._df_position))
+            return {"auto": True, "spec": None if spec is None else [int(v) for v in spec]}
+        node: dict[str, Any] = {"auto": False, "now": _state.rng_to_plain(rng)}
+        start = self.__dict__.get("_df_rng_start")
+        if start is not None:
+            node["start"] = _state.rng_to_plain(start)
+        return node
+
+    def _df_load_rng(self, node: dict, in_pass: bool) -> None:
+        if node.get("auto", True):
+            spec = node.get("spec")
+            if spec is not None:
+                self.__dict__["_df_spec_loaded"] = tuple(int(v) for v in spec)
+            self._new_rng(max(self._df_epoch - 1, 0))  # the stream of the pass now beginning
+        else:
+            saved = node["start"] if in_pass and "start" in node else node["now"]
+            _state.rng_from_plain(self.rng, saved)
 
 
 def check_dataflow(ds: object, who: str, arg: str = "ds") -> DataFlow:

@@ -26,6 +26,7 @@ __all__ = [
     "WorkerDied",
     "FormatError",
     "DownloadError",
+    "StateError",
     "DataFlowTerminated",
 ]
 
@@ -132,4 +133,14 @@ class DataFlowTerminated(BaseException):
     """Raised by a source to say it will never produce data again (tensorpack compatible).
 
     Consumers such as runners treat it as the end of the stream rather than an error.
+    """
+
+
+class StateError(DataFlowError, ValueError):
+    """A pipeline state (``state_dict()``) cannot be saved or loaded here.
+
+    Raised by ``load_state_dict`` for a state of another pipeline (the message names the first
+    stage that differs and how), of a newer format version, or one a flow cannot resume from (a
+    one-shot generator already consumed); and by ``state_dict`` on a flow that cannot be resumed
+    (a queue, a socket).
     """

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _state
 from .base import DataFlow, RNGDataFlow
 from .errors import DataFlowArgumentError, DataFlowError, LengthUnknownError
 
@@ -85,11 +86,6 @@ def _check_sequence(
     return value  # type: ignore[return-value]
 
 
-def _shuffled(seq: Sequence, order: np.ndarray) -> Iterator:
-    # ``map`` over a C-level __getitem__ with Python ints: no Python frame per datapoint.
-    return map(seq.__getitem__, order.tolist())
-
-
 class _OneShotSource:
     """Iterates an iterator across passes and refuses a pass once it is used up.
 
@@ -102,10 +98,32 @@ class _OneShotSource:
         self.iterator = iterator
         self.who = who
         self.used_up = False
+        self.started = False
+
+    def resume_problem(self, node: dict) -> str | None:
+        """Why a resume from ``node`` is impossible with this iterator (``_df_check``)."""
+        saved_pass_ended = node["epoch"] > 0 and not node["in_pass"]
+        replayed = (node.get("state") or {}).get("replayed", 0)
+        if saved_pass_ended:
+            return (
+                f"it wraps a one-shot iterator ({type(self.iterator).__name__}) whose pass had "
+                "ended when the state was saved; a one-shot iterator has no next pass. Pass a "
+                "callable that returns a new iterator (e.g. the generator function itself)"
+            )
+        if replayed and (self.started or self.used_up or self._finished()):
+            return (
+                f"it wraps a one-shot iterator ({type(self.iterator).__name__}) that was already "
+                "consumed, so it cannot go forward to where the state was saved. Build the "
+                "pipeline with a fresh iterator, or pass a callable that returns a new iterator "
+                "(e.g. the generator function itself, not its result)"
+            )
+        return None
+
+    def _finished(self) -> bool:
+        return getattr(self.iterator, "gi_frame", True) is None  # a finished generator
 
     def check(self) -> None:
-        gen_done = getattr(self.iterator, "gi_frame", True) is None  # a finished generator
-        if self.used_up or gen_done:
+        if self.used_up or self._finished():
             raise DataFlowError(
                 f"{self.who} wraps a one-shot iterator ({type(self.iterator).__name__}) that is "
                 "already used up (by an earlier pass, or before it was wrapped). Pass a callable "
@@ -116,15 +134,63 @@ class _OneShotSource:
     def iterate(self) -> Iterator:
         # A for loop, not ``yield from``: closing this pass must not close the user's iterator,
         # so that an abandoned pass can be continued by the next one.
+        self.started = True
         for dp in self.iterator:  # noqa: UP028
             yield dp
         self.used_up = True
 
 
+def _index_cursor(order: Sequence[int] | range, start: int) -> Iterator[int]:
+    """An iterator over ``order`` from ``start`` whose ``length_hint`` says how many are left."""
+    cursor = iter(order)
+    if start:
+        cursor.__setstate__(start)  # type: ignore[attr-defined]  # list and range iterators
+    return cursor
+
+
+class _IndexedSource(RNGDataFlow):
+    """Resume of a random-access source: the position is an index into the pass's order.
+
+    The pass iterates C-level index iterators (no Python code per datapoint); the position is read
+    off the first one's ``length_hint`` when the state is saved, and a resumed pass draws the same
+    order (the RNG stands where it stood at the pass's start) and sets its iterators forward.
+    """
+
+    _df_cursor: tuple[Iterator[int], int] | None = None
+
+    def _pass_order(self, n: int) -> tuple[Sequence[int] | range, int]:
+        """This pass's order of indices and where in it to start."""
+        start = self.__dict__.pop("_df_start", 0)
+        order = self.rng.permutation(n).tolist() if self.shuffle else range(n)  # type: ignore[attr-defined]
+        return order, start
+
+    def _position(self) -> tuple[int, int] | None:
+        if self._df_cursor is None:
+            return None
+        cursor, n = self._df_cursor
+        return n - _state.remaining(cursor), n
+
+    def _df_in_pass(self) -> bool:
+        # At its end a pass is still "in pass": a flow above it may be between two of its reads.
+        # A flow above that starts a new pass saves this one as between passes (_state).
+        return self._df_cursor is not None
+
+    def _df_save(self) -> dict:
+        position = self._position()
+        pos, n = position if position is not None else (0, len(self))
+        return {"pos": pos, "len": n}
+
+    def _df_load(self, state: dict) -> None:
+        self._df_start = int(state["pos"])
+
+    def _df_check(self, node: dict) -> str | None:
+        return _state.check_len(self, node)
+
+
 # -- sources ---------------------------------------------------------------------------------------
 
 
-class DataFromList(RNGDataFlow):
+class DataFromList(_IndexedSource):
     """Yield the elements of a list, one datapoint each.
 
     Each element of ``lst`` is yielded as it is (no copy, no check), so it should be a datapoint:
@@ -154,12 +220,21 @@ class DataFromList(RNGDataFlow):
 
     def __iter__(self) -> Iterator:
         lst = self.lst
-        if not self.shuffle:
-            return iter(lst)
-        return _shuffled(lst, self.rng.permutation(len(lst)))
+        n = len(lst)
+        order, start = self._pass_order(n)
+        if not self.shuffle and type(lst) in (list, tuple):
+            cursor = _index_cursor(lst, start)  # the list's own iterator: the fastest pass
+            self._df_cursor = (cursor, n)
+            return cursor
+        cursor = _index_cursor(order, start)
+        self._df_cursor = (cursor, n)
+        # ``map`` over a C-level __getitem__ with Python ints: no Python frame per datapoint.
+        return map(lst.__getitem__, cursor)
+
+    _df_save = _IndexedSource._df_save
 
 
-class DataFromDict(RNGDataFlow):
+class DataFromDict(_IndexedSource):
     """Yield one dict datapoint per row of a dict of equal-length columns.
 
     ``DataFromDict({"image": images, "label": labels})`` yields
@@ -207,12 +282,13 @@ class DataFromDict(RNGDataFlow):
         n = self._common_length()
         keys = list(self.data_dict)
         columns = [self.data_dict[k] for k in keys]
-        if self.shuffle:
-            order = self.rng.permutation(n).tolist()
-            rows: Iterable[tuple] = zip(*(map(col.__getitem__, order) for col in columns))
-        else:
-            rows = zip(*(map(col.__getitem__, range(n)) for col in columns))
+        order, start = self._pass_order(n)
+        cursors = [_index_cursor(order, start) for _ in columns]
+        self._df_cursor = (cursors[0], n)  # zip advances the first column first
+        rows: Iterable[tuple] = zip(*(map(col.__getitem__, c) for col, c in zip(columns, cursors)))
         return (dict(zip(keys, row)) for row in rows)
+
+    _df_save = _IndexedSource._df_save
 
 
 class DataFromGenerator(DataFlow):
@@ -255,6 +331,9 @@ class DataFromGenerator(DataFlow):
         )
         if self._one_shot is not None:
             self.reentrant = False  # type: ignore[misc]  # two passes would share one iterator
+
+    def _df_check(self, node: dict) -> str | None:
+        return None if self._one_shot is None else self._one_shot.resume_problem(node)
 
     def __len__(self) -> int:
         if self._size is not None:
@@ -307,6 +386,9 @@ class DataFromIterable(DataFlow):
         if self._one_shot is not None:
             self.reentrant = False  # type: ignore[misc]  # two passes would share one iterator
 
+    def _df_check(self, node: dict) -> str | None:
+        return None if self._one_shot is None else self._one_shot.resume_problem(node)
+
     def __len__(self) -> int:
         if self._one_shot is None and hasattr(self._itr, "__len__"):
             return len(self._itr)  # type: ignore[arg-type]
@@ -347,6 +429,11 @@ class DataFromQueue(DataFlow):
             )
         self.queue = queue
         self._sentinel = sentinel
+
+    _df_not_resumable = (
+        "it reads a queue, which cannot go back or forward; save the position of what fills the "
+        "queue instead"
+    )
 
     def __len__(self) -> int:
         raise LengthUnknownError("DataFromQueue reads its queue forever; it has no length")
@@ -473,10 +560,27 @@ class FakeData(RNGDataFlow):
         return out
 
     def __iter__(self) -> Iterator[list]:
+        start = self.__dict__.pop("_df_start", 0)
         if self.random:
-            for _ in range(self._size):
+            for i in range(start, self._size):  # noqa: B007  # ``i`` is the saved position
                 yield self._draw()
         else:
             dp = self._draw()
-            for _ in range(self._size):
+            for i in range(start, self._size):  # noqa: B007
                 yield list(dp)
+
+    def _df_save(self) -> dict:
+        live_ref = self.__dict__.get("_df_live")
+        i = _state.gen_local(live_ref() if live_ref is not None else None, "i")
+        state: dict[str, Any] = {"pos": i + 1, "len": self._size}
+        if self.random:
+            state["rng"] = _state.rng_to_plain(self.rng)
+        return state
+
+    def _df_load(self, state: dict) -> None:
+        self._df_start = int(state["pos"])
+        if "rng" in state:
+            _state.rng_from_plain(self.rng, state["rng"])
+
+    def _df_check(self, node: dict) -> str | None:
+        return _state.check_len(self, node)

@@ -20,7 +20,16 @@ import numpy as np
 from ..errors import DataFlowArgumentError
 from .context import get_worker_info
 
-__all__ = ["set_seed", "get_seed", "next_root_index", "seed_sequence", "make_rng", "get_rng"]
+__all__ = [
+    "set_seed",
+    "get_seed",
+    "next_root_index",
+    "seed_sequence",
+    "stream_spec",
+    "rng_from_spec",
+    "make_rng",
+    "get_rng",
+]
 
 _seed: int | None = None
 _root_counter = 0
@@ -89,11 +98,28 @@ def _key_words(key: str) -> tuple[int, int]:
 
 def seed_sequence(key: str, epoch: int = 0) -> np.random.SeedSequence:
     """The SeedSequence for the stream named ``key`` in this worker at ``epoch``."""
+    entropy, word1, word2, worker = stream_spec(key)
+    return np.random.SeedSequence(entropy, spawn_key=(word1, word2, worker, int(epoch)))
+
+
+def stream_spec(key: str) -> tuple[int, int, int, int]:
+    """What names the stream ``key`` here, as plain ints: (entropy, key word 1, key word 2, worker).
+
+    Saved in a pipeline's state so that a resumed pipeline draws the saved streams, whatever seed
+    is in force when it is rebuilt: :func:`rng_from_spec` turns it back into a generator.
+    """
     seed = get_seed()
     entropy = seed if seed is not None else _process_entropy()
     info = get_worker_info()
     worker = 0 if info is None else info.id + 1
-    return np.random.SeedSequence(entropy, spawn_key=(*_key_words(key), worker, int(epoch)))
+    return (int(entropy), *_key_words(key), worker)
+
+
+def rng_from_spec(spec: tuple[int, ...] | list[int], epoch: int) -> np.random.RandomState:
+    """The RandomState of the stream ``spec`` (from :func:`stream_spec`) at ``epoch``."""
+    entropy, word1, word2, worker = (int(v) for v in spec)
+    sequence = np.random.SeedSequence(entropy, spawn_key=(word1, word2, worker, int(epoch)))
+    return np.random.RandomState(np.random.MT19937(sequence))
 
 
 def make_rng(key: str, epoch: int = 0) -> np.random.RandomState:
@@ -103,7 +129,7 @@ def make_rng(key: str, epoch: int = 0) -> np.random.RandomState:
     and friends, which Generator lacks; the bit generator underneath is MT19937 seeded through a
     SeedSequence, so streams are independent.
     """
-    return np.random.RandomState(np.random.MT19937(seed_sequence(key, epoch)))
+    return rng_from_spec(stream_spec(key), epoch)
 
 
 def get_rng(obj: object = None) -> np.random.RandomState:

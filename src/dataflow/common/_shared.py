@@ -74,11 +74,18 @@ def _bad_component(who: str, dp: Any, index: Hashable, cause: BaseException) -> 
     return DatapointError(f"{who}: cannot read component {what}: {detail} ({cause!r})")
 
 
-def _repeat_forever(ds: DataFlow) -> Iterator:
-    """Pass after pass of ``ds``; stops after a pass that yields nothing (instead of spinning)."""
+def _repeat_forever(ds: DataFlow, resumed: bool = False) -> Iterator:
+    """Pass after pass of ``ds``; stops after a pass that yields nothing (instead of spinning).
+
+    ``resumed``: the first pass continues a saved one, which may have nothing left: not an end.
+    """
     while True:
         it = iter(ds)
         first = next(it, _END)
+        if first is _END and resumed:
+            resumed = False
+            continue
+        resumed = False
         if first is _END:
             logger.warning(
                 "%s yielded no datapoints; stopping instead of repeating it forever",

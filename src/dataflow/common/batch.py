@@ -11,6 +11,7 @@ from collections.abc import Hashable, Iterator, Sequence
 from itertools import islice
 from typing import Any
 
+from .. import _state
 from .._batching import aggregate_batch
 from ..base import DataFlow, ProxyDataFlow
 from ..errors import DatapointError
@@ -105,6 +106,8 @@ class BatchData(ProxyDataFlow):
         """
         return aggregate_batch(data_holder, use_list)
 
+    _df_save = _state.no_own_state  # a batch is yielded as soon as it is read: nothing held
+
 
 class BatchDataByShape(BatchData):
     """Batch datapoints whose component ``idx`` has the same shape.
@@ -139,6 +142,25 @@ class BatchDataByShape(BatchData):
     def reset_state(self) -> None:
         super().reset_state()
         self.holder = {}
+
+    # Its partial groups carry over from pass to pass; they go into the state as they are (at
+    # most batch_size - 1 datapoints a shape, encoded with the codec).
+    def _df_carries_over(self) -> bool:
+        return True
+
+    def _df_save(self) -> dict:
+        who = type(self).__name__
+        return {
+            "groups": [
+                [list(shape), [_state.pack(dp, who) for dp in group]]
+                for shape, group in self.holder.items()
+            ]
+        }
+
+    def _df_load(self, state: dict) -> None:
+        self.holder = {
+            tuple(shape): [_state.unpack(dp) for dp in group] for shape, group in state["groups"]
+        }
 
     def __iter__(self) -> Iterator:
         idx: Any = self.idx

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import tqdm
 
+from .. import _state
 from ..base import DataFlow, ProxyDataFlow
 from ._shared import _END, _check_int, _close_all, _short_repr, logger
 
@@ -52,8 +53,15 @@ class TestDataSpeed(ProxyDataFlow):
         self.timed = 0  # how many datapoints the last start() timed
 
     def __iter__(self) -> Iterator:
-        self.start()
+        if not self.__dict__.pop("_df_tested", False):
+            self.start()
         yield from self.ds
+
+    def _df_save(self) -> dict:
+        return {"tested": True}
+
+    def _df_load(self, state: dict) -> None:
+        self._df_tested = bool(state.get("tested"))
 
     def start(self) -> float:
         """Run the test now; return (and log) the rate in datapoints per second."""
@@ -138,6 +146,8 @@ class PrintData(ProxyDataFlow):
     def reset_state(self) -> None:
         super().reset_state()
         self.cnt = 0
+
+    _df_save = _state.no_own_state  # printing changes nothing the pipeline yields
 
     def __iter__(self) -> Iterator:
         for dp in self.ds:

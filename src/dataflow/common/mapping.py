@@ -11,6 +11,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from copy import copy
 from typing import Any
 
+from .. import _state
 from ..base import DataFlow, ProxyDataFlow
 from ..errors import DataFlowArgumentError
 from ._shared import _bad_component, _not_a_datapoint
@@ -61,6 +62,8 @@ class MapData(ProxyDataFlow):
             ret = func(dp)
             if ret is not None:
                 yield ret
+
+    _df_save = _state.no_own_state  # one datapoint in, at most one out: the upstream's position
 
 
 class MapDataComponent(MapData):
@@ -145,6 +148,8 @@ class MapDataComponent(MapData):
             dp[index] = ret
             yield dp
 
+    _df_save = _state.no_own_state
+
 
 class SelectComponent(MapData):
     """Select and reorder components: out ``[dp[i] for i in idxs]``.
@@ -186,3 +191,5 @@ class SelectComponent(MapData):
         select = self._select
         for dp in self.ds:
             yield select(dp)
+
+    _df_save = _state.no_own_state

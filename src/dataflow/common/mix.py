@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _state
 from ..base import DataFlow, RNGDataFlow
 from ..errors import DataFlowArgumentError, DatapointError
 from ._shared import _END, _check_flows, _close_all, _not_a_datapoint, _short_repr, logger
@@ -88,15 +89,31 @@ class RandomChooseData(RNGDataFlow):
         rng = self.rng
         n = len(itrs)
         probs = self.probs
+        resumed = self.__dict__.pop("_df_start", None)
         try:
             while True:
-                for k in rng.choice(n, size=self._CHUNK, p=probs).tolist():
-                    dp = next(itrs[k], _END)
+                first = 0
+                if resumed is not None:  # draw the saved chunk again, go on after its used part
+                    _state.rng_from_plain(rng, resumed["chunk_rng"])
+                    first, resumed = int(resumed["used"]), None
+                self._df_chunk_rng = rng.get_state()
+                chunk = rng.choice(n, size=self._CHUNK, p=probs).tolist()
+                for used in range(first, self._CHUNK):  # ``used``: read by _df_save
+                    dp = next(itrs[chunk[used]], _END)
                     if dp is _END:
                         return
                     yield dp
         finally:
             _close_all(itrs)
+
+    def _df_save(self) -> dict:
+        live_ref = self.__dict__.get("_df_live")
+        used = _state.gen_local(live_ref() if live_ref is not None else None, "used")
+        chunk_rng = _state.rng_to_plain(self._df_chunk_rng)  # type: ignore[arg-type]
+        return {"chunk_rng": chunk_rng, "used": used + 1}
+
+    def _df_load(self, state: dict) -> None:
+        self._df_start = state
 
 
 def _check_probability(value: object, i: int, who: str) -> float:
@@ -153,14 +170,31 @@ class RandomMixData(RNGDataFlow):
     def __len__(self) -> int:
         return sum(self.sizes)
 
+    def _df_save(self) -> dict:
+        live_ref = self.__dict__.get("_df_live")
+        slot = _state.gen_local(live_ref() if live_ref is not None else None, "slot")
+        return {"slot": slot + 1, "sizes": self.sizes}
+
+    def _df_load(self, state: dict) -> None:
+        self._df_start = int(state["slot"])
+
+    def _df_check(self, node: dict) -> str | None:
+        saved = (node.get("state") or {}).get("sizes")
+        if saved is not None and saved != self.sizes:
+            return f"the state was saved with flows of lengths {saved}, they now have {self.sizes}"
+        return None
+
     def __iter__(self) -> Iterator:
         sizes = self.sizes
         order = np.repeat(np.arange(len(sizes)), sizes)
-        self.rng.shuffle(order)
+        self.rng.shuffle(order)  # a resumed pass draws the same order: the rng stands at its start
+        start = self.__dict__.pop("_df_start", 0)
         itrs = [iter(d) for d in self.df_lists]
         short = [False] * len(itrs)
+        slots = order.tolist()
         try:
-            for k in order.tolist():
+            for slot in range(start, len(slots)):
+                k = slots[slot]
                 if short[k]:
                     continue
                 dp = next(itrs[k], _END)
@@ -201,8 +235,24 @@ class ConcatData(DataFlow):
         return sum(len(d) for d in self.df_lists)
 
     def __iter__(self) -> Iterator:
-        for d in self.df_lists:
-            yield from d
+        flows = self.df_lists
+        for at in range(self.__dict__.pop("_df_start", 0), len(flows)):  # noqa: B007
+            yield from flows[at]
+
+    def _df_save(self) -> dict:
+        live_ref = self.__dict__.get("_df_live")
+        return {"at": _state.gen_local(live_ref() if live_ref is not None else None, "at")}
+
+    def _df_load(self, state: dict) -> None:
+        self._df_start = int(state["at"])
+
+    def _df_upstream_nodes(self) -> list[dict]:
+        nodes = [_state.node_of(flow) for flow in self.df_lists]
+        live_ref = self.__dict__.get("_df_live")
+        at = _state.gen_local(live_ref() if live_ref is not None else None, "at")
+        # The flows before the current one are done for this pass, those after it begin new
+        # passes when their turn comes: either way, a new pass is what each does next.
+        return [n if i == at else _state.between_passes(n) for i, n in enumerate(nodes)]
 
 
 class JoinData(DataFlow):
@@ -262,6 +312,8 @@ class JoinData(DataFlow):
                     raise _not_a_datapoint("JoinData (from df_lists[0])", first)
         finally:
             _close_all(itrs)
+
+    _df_save = _state.no_own_state  # one datapoint from each flow per output: nothing held
 
     @staticmethod
     def _mixed(dps: Sequence[Any]) -> DatapointError:

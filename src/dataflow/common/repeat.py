@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from .. import _state
 from ..base import DataFlow, ProxyDataFlow
 from ..errors import DataFlowError, LengthUnknownError
 from ._shared import _check_int, _close_all, _repeat_forever
@@ -60,13 +61,37 @@ class FixedSizeData(ProxyDataFlow):
         state["itr"] = None  # a live generator cannot cross a process boundary
         return state
 
+    def _df_carries_over(self) -> bool:
+        return self._keep  # the upstream's pass goes on in the next pass of this flow
+
+    def _df_save(self) -> dict | None:
+        live_ref = self.__dict__.get("_df_live")
+        live = live_ref() if live_ref is not None else None
+        remaining = _state.gen_local(live, "remaining")
+        if remaining is None:
+            return None  # between passes: the upstream's own state says where it stands
+        fresh = bool(_state.gen_local(live, "fresh"))
+        return {"pass": {"remaining": remaining, "fresh": fresh}}
+
+    def _df_load(self, state: dict) -> None:
+        if "pass" in state:
+            self._df_start = (int(state["pass"]["remaining"]), bool(state["pass"]["fresh"]))
+
+    def _df_upstream_nodes(self) -> list[dict]:
+        nodes = super()._df_upstream_nodes()
+        live_ref = self.__dict__.get("_df_live")
+        remaining = _state.gen_local(live_ref() if live_ref is not None else None, "remaining")
+        if not self._keep and remaining == 0:  # the pass is full and its upstream pass closed
+            nodes = [_state.between_passes(n) for n in nodes]
+        return nodes
+
     def __iter__(self) -> Iterator:
-        remaining = self._size
+        remaining, fresh = self.__dict__.pop("_df_start", (self._size, True))
         if remaining == 0:
             return
         keep = self._keep
         itr = self.itr if keep else None
-        fresh = itr is None
+        fresh = fresh and itr is None
         if itr is None:
             itr = iter(self.ds)
             if keep:
@@ -120,11 +145,20 @@ class RepeatedData(ProxyDataFlow):
         return len(self.ds) * self.num
 
     def __iter__(self) -> Iterator:
+        start = self.__dict__.pop("_df_start", None)
         if self.num == -1:
-            yield from _repeat_forever(self.ds)
+            yield from _repeat_forever(self.ds, resumed=start is not None)
         else:
-            for _ in range(self.num):
+            for rep in range(start or 0, self.num):  # noqa: B007  # ``rep``: the saved position
                 yield from self.ds
+
+    def _df_save(self) -> dict:
+        live_ref = self.__dict__.get("_df_live")
+        rep = _state.gen_local(live_ref() if live_ref is not None else None, "rep")
+        return {"rep": rep or 0}
+
+    def _df_load(self, state: dict) -> None:
+        self._df_start = int(state["rep"])
 
 
 class RepeatedDataPoint(ProxyDataFlow):
@@ -148,9 +182,25 @@ class RepeatedDataPoint(ProxyDataFlow):
 
     def __iter__(self) -> Iterator:
         num = self.num
+        held = self.__dict__.pop("_df_start", None)
+        if held is not None:  # resumed between two repeats of a datapoint
+            dp, first = held
+            for j in range(first, num):  # noqa: B007
+                yield dp
         if num == 1:
             yield from self.ds
             return
         for dp in self.ds:
-            for _ in range(num):
+            for j in range(num):  # noqa: B007  # ``j``, ``dp``: what the state saves
                 yield dp
+
+    def _df_save(self) -> dict | None:
+        live_ref = self.__dict__.get("_df_live")
+        live = live_ref() if live_ref is not None else None
+        j = _state.gen_local(live, "j")
+        if j is None or j + 1 >= self.num:
+            return None  # no repeat left to yield: the upstream's position says it all
+        return {"dp": _state.pack(_state.gen_local(live, "dp"), "RepeatedDataPoint"), "next": j + 1}
+
+    def _df_load(self, state: dict) -> None:
+        self._df_start = (_state.unpack(state["dp"]), int(state["next"]))

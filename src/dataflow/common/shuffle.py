@@ -8,9 +8,14 @@ it.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import islice
 from typing import Any
 
+import numpy as np
+
+from .. import _state
 from ..base import DataFlow, ProxyDataFlow, RNGDataFlow
+from ..errors import StateError
 from ._shared import _END, _check_int, _repeat_forever
 
 __all__ = ["LocallyShuffleData", "CacheData"]
@@ -74,12 +79,19 @@ class LocallyShuffleData(ProxyDataFlow, RNGDataFlow):
         # The buffer is a ring once full: ``_head`` is the oldest entry. ``_pending`` counts the
         # entries of ``_pending_dp`` still to add (num_reuse), ``_since_shuffle`` the datapoints
         # read since the last shuffle, ``_source`` the endless iterator over ``ds``.
+        # For resume: ``_reads`` numbers the datapoints read from ``_source``, ``_ids`` holds the
+        # number of each buffer entry (shuffled along with it), ``_pending_id`` that of
+        # ``_pending_dp``, and ``_log`` the upstream's state after some numbers of reads.
         self._buffer: list = []
+        self._ids: list[int] = []
         self._head = 0
         self._pending = 0
         self._pending_dp: Any = None
+        self._pending_id = 0
         self._since_shuffle = 0
         self._source: Iterator | None = None
+        self._reads = 0
+        self._log: list[tuple[int, dict]] = []
 
     def reset_state(self) -> None:
         self.ds.reset_state()
@@ -94,30 +106,41 @@ class LocallyShuffleData(ProxyDataFlow, RNGDataFlow):
     def __len__(self) -> int:
         return len(self.ds) * self.num_reuse
 
+    def _open_source(self) -> Iterator:
+        self._log = [(self._reads, _state.between_passes(_state.node_of(self.ds)))]
+        self._source = _repeat_forever(self.ds)
+        return self._source
+
     def __iter__(self) -> Iterator:
         try:
             target: int | None = len(self)
         except NotImplementedError:
             target = None
-        if self._source is None:
-            self._source = _repeat_forever(self.ds)
-        source = self._source
+        source = self._source if self._source is not None else self._open_source()
         buf = self._buffer
+        ids = self._ids
         capacity = self.buffer_size
         reuse = self.num_reuse
         interval = self.shuffle_interval
         rng = self.rng
-        produced = 0
+        twin = np.random.RandomState()  # replays each shuffle on ``ids``
+        log = self._log
+        ds = self.ds
+        every = max(capacity, 64)  # reads between two saved upstream states
+        produced = self.__dict__.pop("_df_start", 0)
         source_ended = False
         # The loop works on locals; ``finally`` writes them back when the pass ends, is closed or
         # is collected. No other pass can start before that (the flow is not reentrant), so the
-        # attributes are current whenever a pass begins.
-        head, pending, pending_dp, since = (
+        # attributes are current whenever a pass begins. _df_save reads the live locals.
+        head, pending, pending_dp, pending_id, since, reads = (
             self._head,
             self._pending,
             self._pending_dp,
+            self._pending_id,
             self._since_shuffle,
+            self._reads,
         )
+        next_log = log[-1][0] + every if log else reads + every
         try:
             while target is None or produced < target:
                 if pending == 0:
@@ -127,16 +150,26 @@ class LocallyShuffleData(ProxyDataFlow, RNGDataFlow):
                         source_ended = True
                         break
                     pending = reuse
+                    reads += 1
+                    pending_id = reads
+                    if reads >= next_log:
+                        log.append((reads, _state.node_of(ds)))
+                        _forget_before(log, min(ids, default=reads))
+                        next_log = reads + every
                     since += 1
                     if since >= interval:
                         since = 0
+                        twin.set_state(rng.get_state())
                         rng.shuffle(buf)
+                        twin.shuffle(ids)
                 pending -= 1
                 if len(buf) < capacity:
                     buf.append(pending_dp)
+                    ids.append(pending_id)
                     continue
                 out = buf[head]
                 buf[head] = pending_dp
+                ids[head] = pending_id
                 head += 1
                 if head == capacity:
                     head = 0
@@ -151,17 +184,106 @@ class LocallyShuffleData(ProxyDataFlow, RNGDataFlow):
                 if head >= len(buf):
                     head = 0
                 out = buf.pop(head)
+                ids.pop(head)
                 produced += 1
                 yield out
             if not buf:
                 head = 0
         finally:
-            self._head, self._pending, self._pending_dp, self._since_shuffle = (
+            self._head, self._pending, self._pending_dp, self._pending_id = (
                 head,
                 pending,
                 pending_dp if pending else None,
-                since,
+                pending_id,
             )
+            self._since_shuffle, self._reads = since, reads
+
+    # Resume: the buffer is not saved (it can hold thousands of images); the state holds the
+    # read number of every entry and the upstream's state at a point before the oldest of them,
+    # and a resumed pipeline reads the upstream again from there to refill the buffer: the cost
+    # is about as many reads as the oldest entry is old (a few times buffer_size), no map work
+    # above this flow. The RNG goes on from where it stood.
+    def _df_carries_over(self) -> bool:
+        return True
+
+    def _df_save(self) -> dict:
+        live_ref = self.__dict__.get("_df_live")
+        live = live_ref() if live_ref is not None else None
+        now = _state.gen_local(live, "reads") is not None
+        if now and _state.gen_local(live, "source_ended"):
+            raise StateError(
+                "LocallyShuffleData cannot save its position while it drains its buffer after "
+                "an empty pass of its upstream"
+            )
+
+        def pick(name: str, attr: str) -> Any:
+            return _state.gen_local(live, name) if now else getattr(self, attr)
+
+        reads, pending = pick("reads", "_reads"), pick("pending", "_pending")
+        pending_id = pick("pending_id", "_pending_id")
+        oldest = min(self._ids, default=reads + 1)
+        if pending:
+            oldest = min(oldest, pending_id)
+        log = list(self._log)
+        _forget_before(log, oldest)
+        state: dict[str, Any] = {
+            "ids": list(self._ids),
+            "head": pick("head", "_head"),
+            "pending": pending,
+            "pending_id": pending_id,
+            "since": pick("since", "_since_shuffle"),
+            "reads": reads,
+            "source": self._source is not None,
+            "log": list(log[0]) if log else None,
+        }
+        if now:
+            state["pass"] = {
+                "produced": _state.gen_local(live, "produced"),
+                "rng": _state.rng_to_plain(self.rng),
+            }
+        return state
+
+    def _df_load(self, state: dict) -> None:
+        self._clear_buffer()
+        ids, reads = [int(i) for i in state["ids"]], int(state["reads"])
+        pending, pending_id = int(state["pending"]), int(state["pending_id"])
+        if state["source"] and state["log"] is not None:
+            start, node = state["log"]
+            _state.assign(self.ds, node)
+            source = _repeat_forever(self.ds, resumed=True)
+            wanted = set(ids)
+            if pending:
+                wanted.add(pending_id)
+            found: dict[int, Any] = {}
+            for number in range(int(start) + 1, reads + 1):
+                dp = next(source, _END)
+                if dp is _END:
+                    raise StateError(
+                        f"LocallyShuffleData: its upstream {type(self.ds).__name__} ended after "
+                        f"{number - 1 - int(start)} datapoints while refilling the buffer; the "
+                        "state is of another upstream"
+                    )
+                if number in wanted:
+                    found[number] = dp
+            self._buffer = [found[i] for i in ids]
+            self._pending_dp = found[pending_id] if pending else None
+            self._source = source
+            self._log = [(int(start), node)]
+        self._ids = ids
+        self._head, self._pending, self._pending_id = int(state["head"]), pending, pending_id
+        self._since_shuffle, self._reads = int(state["since"]), reads
+        if "pass" in state:  # mid-pass: the shuffles go on from there (a new pass: new stream)
+            _state.rng_from_plain(self.rng, state["pass"]["rng"])
+            self._df_start = int(state["pass"]["produced"])
+
+
+def _forget_before(log: list[tuple[int, dict]], oldest: int) -> None:
+    """Drop the saved upstream states that are not needed to read datapoint ``oldest`` again."""
+    keep = 0
+    for i, (reads, _) in enumerate(log):
+        if reads < oldest:
+            keep = i
+    del log[:keep]
 
 
 class CacheData(ProxyDataFlow, RNGDataFlow):
@@ -204,19 +326,57 @@ class CacheData(ProxyDataFlow, RNGDataFlow):
         return self._cache if self._cache is not None else []
 
     def __iter__(self) -> Iterator:
+        start = self.__dict__.pop("_df_start", 0)
         cache = self._cache
         if cache is not None:
             if self.shuffle:
                 cache = cache[:]  # shuffle a private copy: concurrent passes stay independent
                 self.rng.shuffle(cache)
-            yield from cache
+            cursor = iter(cache)
+            if start:
+                cursor.__setstate__(start)  # type: ignore[attr-defined]
+            self._df_cursor = (cursor, len(cache))
+            yield from cursor
             return
+        self._df_cursor = None  # type: ignore[assignment]
+        # Where the upstream's pass begins: a resumed pipeline reads the cache again from there.
+        self._df_first = _state.between_passes(_state.node_of(self.ds))
         record: list = []
         append = record.append
-        for dp in self.ds:
+        it = iter(self.ds)
+        if start:  # resumed in the recording pass: read again what was recorded
+            record.extend(islice(it, start))
+        for dp in it:
             append(dp)
             yield dp
         self._cache = record
+
+    # Resume: the state holds where the recorded pass of ``ds`` began, not the datapoints; a
+    # resumed pipeline reads that pass of ``ds`` again to rebuild the cache (or the part recorded).
+    def _df_carries_over(self) -> bool:
+        return self._cache is not None
+
+    def _df_save(self) -> dict | None:
+        first = self.__dict__.get("_df_first")
+        if first is None:
+            return None
+        state: dict[str, Any] = {"cached": self._cache is not None, "first": first}
+        if self._df_in_pass():
+            cursor = self.__dict__.get("_df_cursor")
+            if cursor is not None:
+                state["pass"] = {"pos": cursor[1] - _state.remaining(cursor[0])}
+            else:
+                live_ref = self.__dict__.get("_df_live")
+                record = _state.gen_local(live_ref() if live_ref is not None else None, "record")
+                state["pass"] = {"pos": len(record or ())}
+        return state
+
+    def _df_load(self, state: dict) -> None:
+        self._df_first = state["first"]
+        _state.assign(self.ds, state["first"])
+        if state["cached"]:
+            self._cache = list(self.ds)
+        self._df_start = int(state.get("pass", {}).get("pos", 0))
 
     def close(self) -> None:
         self._cache = None
