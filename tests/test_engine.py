@@ -17,7 +17,9 @@ import time
 import numpy as np
 import pytest
 
-from dataflow._engine.transport import Ring, SharedSegment, encode
+from dataflow._engine.message import encode
+from dataflow._engine.shm import SharedSegment
+from dataflow._engine.transport import Ring
 from dataflow._engine.workers import pid_alive
 from dataflow.base import DataFlow
 from dataflow.errors import DataFlowArgumentError, WorkerDied, WorkerError
@@ -531,9 +533,9 @@ def test_arrays_read_in_place_are_private_copies_in_a_forked_child(tmp_path):
 
 @pytest.mark.timeout(60)
 def test_named_shared_memory_fallback_works_and_is_unlinked(monkeypatch):
-    import dataflow._engine.transport as transport
+    import dataflow._engine.shm as shm_module
 
-    monkeypatch.setattr(transport, "_HAVE_MEMFD", False)  # as on a platform without memfd
+    monkeypatch.setattr(shm_module, "_HAVE_MEMFD", False)  # as on a platform without memfd
     shm = _shm()
     with MultiProcessRunnerZMQ(Megabytes(6), num_proc=2, start_method="fork") as ds:
         ds.reset_state()

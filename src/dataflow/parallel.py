@@ -67,8 +67,9 @@ from typing import Any
 import numpy as np
 
 from ._engine import seeding
+from ._engine.job import DATA, DIED, DONE, END_PASS, Job
 from ._engine.stage import PoolOwner, check_count, check_flag, reposition
-from ._engine.workers import DATA, DIED, DONE, END_PASS, Job, ProcessPool, ThreadPool
+from ._engine.workers import ProcessPool, ThreadPool
 from .base import DataFlow, ProxyDataFlow, RNGDataFlow, check_dataflow, upstream_flows
 from .errors import DataFlowArgumentError, LengthUnknownError
 

@@ -51,8 +51,9 @@ from typing import Any
 import numpy as np
 
 from ._batching import aggregate_batch
+from ._engine.job import DATA, DIED, DONE, Job
 from ._engine.stage import PoolOwner, check_count, check_flag, default_workers
-from ._engine.workers import DATA, DIED, DONE, Job, ProcessPool, ThreadPool
+from ._engine.workers import ProcessPool, ThreadPool
 from .base import DataFlow, ProxyDataFlow, check_dataflow
 from .errors import (
     DataFlowArgumentError,
