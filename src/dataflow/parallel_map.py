@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _state
 from ._batching import aggregate_batch
 from ._engine.stage import PoolOwner, check_count, check_flag, default_workers
 from ._engine.workers import DATA, DIED, DONE, Job, ProcessPool, ThreadPool
@@ -59,6 +60,7 @@ from .errors import (
     DataFlowTerminated,
     DatapointError,
     LengthUnknownError,
+    StateError,
     WorkerDied,
 )
 
@@ -91,6 +93,10 @@ _MAX_ATTEMPTS = 3
 # a chunk of large arrays in one message would exceed a ring record and travel in fragments,
 # reassembled with a copy (much slower than large arrays read in place).
 _HANDOVER_BYTES = 1 << 20
+
+# Resume: the upstream's state is kept after about every this many reads of a strict pass, so a
+# resumed pass reads (without mapping) at most this many datapoints before the first it sends.
+_LOG_EVERY = 64
 
 
 def _array_bytes(out: Any) -> int:
@@ -272,6 +278,21 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
         self._leftovers: list[Any] = []  # strict batching: partial batches at the pass end
         self._flushed = False
         self._deal = 0
+        # Resume (strict passes). An index is the pass's read number plus ``_pass_start``.
+        # ``_log`` keeps the upstream's state after some numbers of reads (oldest first);
+        # ``_frontier``/``_delivered`` (unordered): every index below the frontier was collected
+        # for output, and so were those in the set; ``_cur_out``/``_cur_groups`` the outputs
+        # being yielded and the indices each covers; ``_out_first`` (ordered) the index of the
+        # first of them; ``_skip`` the read numbers a resumed pass must not send again.
+        self._log: list[tuple[int, dict]] = []
+        self._next_log = 0
+        self._frontier = 0
+        self._delivered: set[int] = set()
+        self._cur_out: list[Any] = []
+        self._cur_groups: list[Any] = []
+        self._out_first = 0
+        self._skip: set[int] = set()
+        self._left_groups: list[Any] = []
         # With a seed (this map's or the global one) and ordered output, work is dealt to the
         # workers in a fixed order, so that a random map_func gives reproducible output.
         self._deal_in_turn = self._ordered and self._stage_seed() is not None
@@ -327,6 +348,10 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
                 return dps
             finally:
                 self._it_yielded += len(dps) - before
+            if self._strict and self._it_yielded >= self._next_log and self._it is not None:
+                self._log.append((self._it_yielded, _state.node_of(self.ds)))
+                self._next_log = self._it_yielded + _LOG_EVERY
+                self._forget_delivered()
             if len(dps) < k:  # the upstream pass ended
                 self._it = None
                 if self._strict:
@@ -371,8 +396,8 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
                 if not dps:
                     return
                 self._deal += 1
-                self._dispatch(pool, w, self._next_idx, dps)
-                self._account(len(dps))
+                sent = self._dispatch(pool, w, self._next_idx, dps)
+                self._account(len(dps), sent)
                 budget -= len(dps)
                 if len(dps) < chunk:
                     return
@@ -389,16 +414,17 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
             dps = self._pull(k)
             if not dps:
                 return
-            self._dispatch(pool, w, self._next_idx, dps)
-            self._account(len(dps))
+            sent = self._dispatch(pool, w, self._next_idx, dps)
+            self._account(len(dps), sent)
             budget -= len(dps)
             if len(dps) < k:
                 return
 
-    def _account(self, k: int) -> None:
+    def _account(self, k: int, sent: int | None = None) -> None:
         self._next_idx += k
-        self._outstanding += k
-        self._current += k
+        sent = k if sent is None else sent
+        self._outstanding += sent
+        self._current += sent
 
     def _pick_worker(self) -> int:
         if self._deal_in_turn:
@@ -408,13 +434,39 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
         load = self._load
         return load.index(min(load))
 
-    def _dispatch(self, pool: Any, w: int, first: int, dps: list[Any]) -> None:
+    def _dispatch(self, pool: Any, w: int, first: int, dps: list[Any]) -> int:
+        """Send ``dps`` (indices from ``first``) to ``w``; return how many were sent.
+
+        A resumed pass leaves out the ones delivered before the state was saved.
+        """
+        if self._skip:
+            pairs = [
+                (first + i, dp)
+                for i, dp in enumerate(dps)
+                if first + i - self._pass_start not in self._skip
+            ]
+            self._skip.difference_update(range(first - self._pass_start, first + len(dps)))
+            self._delivered.update(range(first, first + len(dps)))
+            self._delivered.difference_update(idx for idx, _ in pairs)
+            self._advance_frontier()
+            if not pairs:
+                return 0
+            if len(pairs) < len(dps):
+                idxs, dps = [idx for idx, _ in pairs], [dp for _, dp in pairs]
+                pool.send(w, (_T_AT, idxs, dps))
+                self._load[w] += len(dps)
+                if self._restart:
+                    self._sent[w].update(zip(idxs, dps))
+                if self._flushed:
+                    pool.send(w, (_T_FLUSH,))
+                return len(dps)
         pool.send(w, (_T_RANGE, first, dps))
         self._load[w] += len(dps)
         if self._restart:
             self._sent[w].update(zip(range(first, first + len(dps)), dps))
         if self._flushed:
             pool.send(w, (_T_FLUSH,))
+        return len(dps)
 
     def _dispatch_batch(self, pool: Any, w: int, first: int, dps: list[Any]) -> None:
         task = (_T_BATCH, first, first, dps)
@@ -459,6 +511,7 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
         if kind != DATA:
             return []
         out: list[Any] = []
+        groups: list[Any] = []  # unordered: the indices behind each output (for resume)
         for result in payload:
             tag = result[0]
             if tag == _R_CHUNK:
@@ -469,6 +522,7 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
                     self._results.update(zip(idxs, values))
                 elif not any_none:
                     out.extend(values)
+                    groups.extend(idxs)
                 elif self._strict:
                     raise self._none_error(idxs[[v is None for v in values].index(True)])
                 else:
@@ -477,6 +531,7 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
                 _, idxs, batch = result
                 if self._finished(w, idxs):
                     out.append(batch)
+                    groups.append(list(idxs))
             elif tag == _R_DROPPED:
                 if self._finished(w, result[1]) and self._strict:
                     raise self._none_error(result[1][0])
@@ -484,6 +539,7 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
                 _, idxs, dps = result
                 if self._finished(w, idxs):
                     self._leftovers.extend(dps)
+                    self._left_groups.extend(idxs)
             elif tag == _R_ORDERED:
                 _, batch_id, idxs, batch = result
                 self._batch_tasks.pop(batch_id, None)
@@ -498,7 +554,16 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
                     )
                 self._results[batch_id] = (len(idxs), batch)
         if self._ordered:
+            self._out_first = self._next_out
             out.extend(self._ordered_ready())
+        elif self._strict:
+            for group in groups:
+                if isinstance(group, list):
+                    self._delivered.update(group)
+                else:
+                    self._delivered.add(group)
+            self._advance_frontier()
+        self._groups_last = groups
         return out
 
     def _ordered_ready(self) -> list[Any]:
@@ -579,7 +644,12 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
         self._batch_tasks.clear()
         self._current = 0
         self._leftovers = []
+        self._left_groups = []
+        self._in_leftovers = False
         self._flushed = False
+        self._cur_out, self._cur_groups, self._groups_last = [], [], []
+        self._frontier = self._out_first = self._pass_start
+        self._delivered = set()
         if self._batch_size and not self._ordered and self._outstanding:
             # Workers still hold datapoints of the abandoned pass (queued, or in a partial batch):
             # have them hand all of those over (and drop them) before any datapoint of this pass
@@ -588,11 +658,18 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
                 pool.send(w, (_T_FLUSH,))
             while self._outstanding:
                 self._collect(pool)
-        self._it = iter(self.ds)
+        self._begin_upstream_pass(self.__dict__.pop("_df_start", None))
         self._exhausted = False
         while True:
             if not self._exhausted:
                 self._fill(pool)
+                while self._current == 0 and not self._exhausted:
+                    # A resumed pass: all it read so far was delivered before; read on (no
+                    # progress: stale datapoints of an abandoned pass fill the budget).
+                    before = self._next_idx
+                    self._fill(pool)
+                    if self._next_idx == before:
+                        break
             if self._exhausted and self._batch_size and not self._ordered and not self._flushed:
                 self._flushed = True
                 for w in range(self._num_workers):
@@ -600,17 +677,131 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
             if self._exhausted and self._current == 0:
                 break
             out = self._collect(pool)
+            self._cur_out, self._cur_groups = out, self._groups_last
             if out:
                 yield from out
+        self._cur_out, self._cur_groups = [], []
         if self._leftovers:
             yield from self._leftover_batches()
 
     def _leftover_batches(self) -> Iterator:
         rest, self._leftovers = self._leftovers, []
+        self._in_leftovers = True
         bs = self._batch_size
         end = len(rest) if self._remainder else len(rest) - len(rest) % bs
         for start in range(0, end, bs):
+            self._left_next = start + bs
             yield aggregate_batch(rest[start : start + bs], who=self._who)
+        self._in_leftovers = False
+
+    # -- resume (strict passes) --------------------------------------------------------------
+    # The state holds the read number of the first datapoint not delivered (the frontier), the
+    # ones after it already delivered (unordered), and the upstream's state at a read number at or
+    # before the frontier. A resumed pass puts the upstream there, reads up to the frontier
+    # without mapping, and sends the rest that is not delivered: in flight at save time means
+    # sent again. Nothing depends on the number of workers.
+    def _begin_upstream_pass(self, resume: dict | None) -> None:
+        if resume is None:
+            self._log = [(0, _state.between_passes(_state.node_of(self.ds)))]
+            self._it = iter(self.ds)
+            self._it_yielded = 0
+        else:
+            start, node = resume["log"]
+            _state.assign(self.ds, node)
+            self._log = [(int(start), node)]
+            self._it = iter(self.ds)
+            frontier = int(resume["frontier"])
+            got = _state.consume(self._it, frontier - int(start))
+            if got != frontier - int(start):
+                raise StateError(
+                    f"{self._who}: the upstream {type(self.ds).__name__} ended after "
+                    f"{int(start) + got} datapoints, before the saved position {frontier}"
+                )
+            self._it_yielded = frontier
+            self._next_idx = self._next_out = self._pass_start + frontier
+            self._frontier = self._out_first = self._next_idx
+            self._skip = {int(r) for r in resume["done"]}
+        self._next_log = self._it_yielded + _LOG_EVERY
+
+    def _advance_frontier(self) -> None:
+        f, done = self._frontier, self._delivered
+        while f in done:
+            done.discard(f)
+            f += 1
+        self._frontier = f
+
+    def _undelivered(self) -> tuple[int, list[int]]:
+        """(the frontier, the indices at or after it delivered), as the consumer has them now."""
+        live_ref = self.__dict__.get("_df_live")
+        it = live_ref() if live_ref is not None else None
+        while getattr(it, "gi_yieldfrom", None) is not None:
+            it = it.gi_yieldfrom  # type: ignore[union-attr]
+        left = _state.remaining(it) if type(it).__name__ == "list_iterator" else 0
+        taken = len(self._cur_out) - left
+        if self._ordered:
+            return self._out_first + taken * (self._batch_size or 1), []
+        back: list[int] = []
+        for group in self._cur_groups[taken:]:
+            back.extend(group if isinstance(group, list) else [group])
+        if self.__dict__.get("_in_leftovers"):
+            back.extend(self._left_groups[self._left_next :])
+        elif self._leftovers:
+            back.extend(self._left_groups)
+        pending = set(back)
+        frontier = min([self._frontier, *pending])
+        done = [i for i in range(frontier, self._frontier) if i not in pending]
+        done += sorted(i for i in self._delivered if i not in pending)
+        return frontier, done
+
+    def _forget_delivered(self) -> None:
+        """Drop the upstream states older than needed to go back to the frontier."""
+        oldest = self._out_first if self._ordered else self._frontier
+        for group in self._cur_groups:
+            oldest = min(oldest, min(group) if isinstance(group, list) else group)
+        reads = oldest - self._pass_start
+        log = self._log
+        keep = 0
+        for i, (r, _) in enumerate(log):
+            if r <= reads:
+                keep = i
+        del log[:keep]
+
+    def _df_carries_over(self) -> bool:
+        return not self._strict  # a non-strict stream goes on from one pass to the next
+
+    def _df_save(self) -> dict:
+        if not self._strict:
+            raise StateError(
+                f"{self._who} with strict=False cannot save its position: its stream mixes "
+                "upstream passes. Use strict=True (exact resume, any number of workers)"
+            )
+        frontier, done = self._undelivered()
+        reads = frontier - self._pass_start
+        start, node = self._log[0]
+        for r, n in self._log:
+            if r <= reads:
+                start, node = r, n
+        return {
+            "mode": self._mode(),
+            "frontier": reads,
+            "done": [i - self._pass_start for i in done],
+            "log": [start, node],
+        }
+
+    def _df_load(self, state: dict) -> None:
+        self._df_start = state
+
+    def _mode(self) -> list:
+        return [self._strict, self._ordered, self._batch_size]
+
+    def _df_check(self, node: dict) -> str | None:
+        saved = (node.get("state") or {}).get("mode")
+        if saved is not None and saved != self._mode():
+            names = "[strict, ordered, batch_size]"
+            return (
+                f"the state was saved by a map with {names} = {saved}, this one has {self._mode()}"
+            )
+        return None
 
     def _stream_pass(self, pool: Any, size: int | None) -> Iterator:
         remaining = math.inf if size is None else size

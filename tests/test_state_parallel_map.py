@@ -1,0 +1,211 @@
+"""Resume of the parallel maps: exact (ordered) and exactly-once (unordered) strict passes, with
+the same and with another number of workers, and seeking (map_func runs only for what is left)."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from collections import Counter
+
+import pytest
+
+import dataflow
+import flows
+from dataflow import (
+    BatchData,
+    DataFromList,
+    MapData,
+    MultiProcessMapAndBatchData,
+    MultiProcessMapData,
+    MultiThreadMapData,
+    StateError,
+)
+from resume_check import canon, check_resume, check_resume_exactly_once
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def source(n=40):
+    return DataFromList([[i] for i in range(n)], shuffle=True)
+
+
+def thread_map(n=40, num=2, ordered=True):
+    return MultiThreadMapData(
+        source(n), num, flows.slow_double, strict=True, ordered=ordered, buffer_size=8
+    )
+
+
+def process_map(num, ordered=True, n=40):
+    return MultiProcessMapData(
+        source(n), num, flows.slow_double, strict=True, ordered=ordered, buffer_size=8
+    )
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_thread_map_resumes_at_every_k(ordered):
+    if ordered:
+        check_resume(lambda: thread_map(ordered=True), passes=2)
+    else:
+        check_resume_exactly_once(lambda: thread_map(ordered=False), ks=[0, 1, 20, 39, 40, 41])
+
+
+def resume_with(build_save, build_load, k, passes=2, seed=5, ordered=True):
+    dataflow.set_seed(seed)
+    with build_save() as ds:
+        full = [[canon(dp) for dp in ds] for _ in range(passes)]
+    dataflow.set_seed(seed)
+    ds = build_save()
+    it = iter(ds)
+    first = [canon(next(it)) for _ in range(k)]
+    state = json.loads(json.dumps(ds.state_dict()))
+    del it
+    ds.close()
+    dataflow.set_seed(seed + 1)
+    with build_load() as again:
+        again.load_state_dict(state)
+        rest = [canon(dp) for _ in range(passes - k // len(full[0])) for dp in again]
+    flat = [dp for p in full for dp in p]
+    if ordered:
+        assert first + rest == flat
+    else:
+        got = first + rest
+        n = len(full[0])
+        assert Counter(got[:n]) == Counter(full[0]) and Counter(got[n:]) == Counter(full[1])
+        assert len(got) == len(flat)
+
+
+@pytest.mark.parametrize("saved, loaded", [(2, 3), (2, 1), (1, 2)])
+@pytest.mark.parametrize("ordered", [True, False])
+def test_process_map_resumes_with_another_worker_count(saved, loaded, ordered):
+    for k in (13, 40):
+        resume_with(
+            lambda: process_map(saved, ordered),
+            lambda: process_map(loaded, ordered),
+            k,
+            ordered=ordered,
+        )
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_map_and_batch_resumes(ordered):
+    def build(num=2):
+        return MultiProcessMapAndBatchData(
+            source(50),
+            num,
+            flows.double,
+            batch_size=4,
+            strict=True,
+            ordered=ordered,
+            buffer_size=16,
+        )
+
+    if ordered:
+        resume_with(build, lambda: build(3), 5)
+        resume_with(build, lambda: build(1), 12)
+        return
+    dataflow.set_seed(2)
+    with build() as ds:
+        whole = sorted(int(x) for b in ds for x in b[0])
+    for k in (1, 6):
+        dataflow.set_seed(2)
+        ds = build()
+        it = iter(ds)
+        first = [int(x) for _ in range(k) for x in next(it)[0]]
+        state = ds.state_dict()
+        del it
+        ds.close()
+        with build(3) as again:
+            again.load_state_dict(state)
+            rest = [int(x) for b in again for x in b[0]]
+        assert sorted(first + rest) == whole  # every datapoint exactly once
+
+
+class CountingDouble:
+    """A map function that counts its calls in a shared counter (works in worker processes)."""
+
+    def __init__(self, counter):
+        self.counter = counter
+
+    def __call__(self, dp):
+        with self.counter.get_lock():
+            self.counter.value += 1
+        return [dp[0] * 2]
+
+
+def test_resume_at_90_percent_maps_only_what_is_left():
+    ctx = multiprocessing.get_context("fork")
+    calls = ctx.Value("i", 0)
+    reads = []
+
+    def build():
+        src = DataFromList([[i] for i in range(1000)], shuffle=True)
+        return MultiProcessMapData(
+            MapData(src, lambda dp: reads.append(1) or dp),
+            2,
+            CountingDouble(calls),
+            strict=True,
+            ordered=True,
+            buffer_size=16,
+            start_method="fork",
+        )
+
+    dataflow.set_seed(1)
+    ds = build()
+    it = iter(ds)
+    for _ in range(900):
+        next(it)
+    state = ds.state_dict()
+    del it
+    ds.close()
+    calls.value = 0
+    reads.clear()
+    with build() as again:
+        again.load_state_dict(state)
+        assert len(list(again)) == 100
+    assert calls.value == 100  # no map call for the 900 delivered datapoints
+    assert len(reads) <= 100 + 64  # the upstream is read back at most one log interval
+
+
+def test_a_state_of_another_mode_and_non_strict_maps_are_refused():
+    ds = process_map(2, ordered=True)
+    it = iter(ds)
+    next(it)
+    state = ds.state_dict()
+    del it
+    ds.close()
+    with process_map(2, ordered=False) as other:
+        with pytest.raises(StateError, match="strict, ordered, batch_size"):
+            other.load_state_dict(state)
+    with MultiThreadMapData(source(), 2, flows.double, strict=False) as loose:
+        it = iter(loose)
+        next(it)
+        with pytest.raises(StateError, match="strict=False"):
+            loose.state_dict()
+
+
+def test_batch_over_a_parallel_map_resumes_twice_in_a_pass():
+    def build(num):
+        return BatchData(process_map(num, ordered=True, n=60), 5)
+
+    dataflow.set_seed(9)
+    with build(2) as ds:
+        flat = [canon(b) for _ in range(2) for b in ds]
+    dataflow.set_seed(9)
+    ds = build(2)
+    it = iter(ds)
+    got = [canon(next(it)) for _ in range(3)]
+    state = ds.state_dict()
+    del it
+    ds.close()
+    for num, step in ((3, 4), (1, 2)):
+        ds = build(num)
+        ds.load_state_dict(json.loads(json.dumps(state)))
+        it = iter(ds)
+        got += [canon(next(it)) for _ in range(step)]
+        state = ds.state_dict()
+        del it
+        ds.close()
+    with build(2) as ds:
+        ds.load_state_dict(state)
+        got += [canon(b) for b in ds] + [canon(b) for b in ds]
+    assert got == flat
