@@ -281,14 +281,15 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
         # Resume (strict passes). An index is the pass's read number plus ``_pass_start``.
         # ``_log`` keeps the upstream's state after some numbers of reads (oldest first);
         # ``_frontier``/``_delivered`` (unordered): every index below the frontier was collected
-        # for output, and so were those in the set; ``_cur_out``/``_cur_groups`` the outputs
-        # being yielded and the indices each covers; ``_out_first`` (ordered) the index of the
-        # first of them; ``_skip`` the read numbers a resumed pass must not send again.
+        # for output, and so were those in the set; ``_cur_len``/``_cur_groups`` how many outputs
+        # are being yielded and the indices each covers (no reference to the outputs);
+        # ``_out_first`` (ordered) the index of the first of them; ``_skip`` the read numbers a
+        # resumed pass must not send again.
         self._log: list[tuple[int, dict]] = []
         self._next_log = 0
         self._frontier = 0
         self._delivered: set[int] = set()
-        self._cur_out: list[Any] = []
+        self._cur_len = 0
         self._cur_groups: list[Any] = []
         self._out_first = 0
         self._skip: set[int] = set()
@@ -647,7 +648,7 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
         self._left_groups = []
         self._in_leftovers = False
         self._flushed = False
-        self._cur_out, self._cur_groups, self._groups_last = [], [], []
+        self._cur_len, self._cur_groups, self._groups_last = 0, [], []
         self._frontier = self._out_first = self._pass_start
         self._delivered = set()
         if self._batch_size and not self._ordered and self._outstanding:
@@ -677,10 +678,10 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
             if self._exhausted and self._current == 0:
                 break
             out = self._collect(pool)
-            self._cur_out, self._cur_groups = out, self._groups_last
+            self._cur_len, self._cur_groups = len(out), self._groups_last
             if out:
                 yield from out
-        self._cur_out, self._cur_groups = [], []
+        self._cur_len, self._cur_groups = 0, []
         if self._leftovers:
             yield from self._leftover_batches()
 
@@ -737,7 +738,7 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
         while getattr(it, "gi_yieldfrom", None) is not None:
             it = it.gi_yieldfrom  # type: ignore[union-attr]
         left = _state.remaining(it) if type(it).__name__ == "list_iterator" else 0
-        taken = len(self._cur_out) - left
+        taken = self._cur_len - left
         if self._ordered:
             return self._out_first + taken * (self._batch_size or 1), []
         back: list[int] = []
