@@ -252,6 +252,8 @@ def assign(flow: DataFlow, node: dict[str, Any]) -> None:
     flow.__dict__["_df_pending"] = node
     if node.get("ended"):
         flow.__dict__["_df_skip_pass"] = True
+    else:
+        flow.__dict__.pop("_df_skip_pass", None)  # a node assigned again replaces the first
     for upstream, child in zip(flow._df_upstreams(), node.get("upstream") or []):
         assign(upstream, child)
 
