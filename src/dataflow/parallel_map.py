@@ -283,15 +283,17 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
         # ``_frontier``/``_delivered`` (unordered): every index below the frontier was collected
         # for output, and so were those in the set; ``_cur_len``/``_cur_groups`` how many outputs
         # are being yielded and the indices each covers (no reference to the outputs);
-        # ``_out_first`` (ordered) the index of the first of them; ``_skip`` the read numbers a
-        # resumed pass must not send again.
+        # ``_skip`` the read numbers a resumed pass must not send again. Non-strict: indices
+        # number the reads of the whole stream, and ``_carry_groups`` go with ``_carry``.
         self._log: list[tuple[int, dict]] = []
         self._next_log = 0
+        self._reads = 0  # upstream datapoints read: this strict pass / this pool's stream
+        self._carry_groups: list[Any] = []
+        self._pass_yielded = 0
         self._frontier = 0
         self._delivered: set[int] = set()
         self._cur_len = 0
         self._cur_groups: list[Any] = []
-        self._out_first = 0
         self._skip: set[int] = set()
         self._left_groups: list[Any] = []
         # With a seed (this map's or the global one) and ordered output, work is dealt to the
@@ -310,7 +312,15 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
             if self._strict:
                 yield from self._strict_pass(pool)
             else:
-                yield from self._stream_pass(pool, self._length())
+                size = self._length()
+                resume = self.__dict__.pop("_df_start", None)
+                self._pass_yielded = 0
+                if resume is not None:
+                    self._resume_stream(resume)
+                    self._pass_yielded = int(resume.get("pass", {}).get("yielded", 0))
+                if size is not None:
+                    size -= self._pass_yielded
+                yield from self._stream_pass(pool, size)
         except GeneratorExit:
             raise
         except BaseException:
@@ -338,6 +348,8 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
             if self._it is None:
                 if self._strict or self._stream_over:
                     return dps
+                if self._reads >= self._next_log or not self._log:
+                    self._log_upstream(between=True)
                 self._it = iter(self.ds)
                 self._it_yielded = 0
             before = len(dps)
@@ -349,10 +361,9 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
                 return dps
             finally:
                 self._it_yielded += len(dps) - before
-            if self._strict and self._it_yielded >= self._next_log and self._it is not None:
-                self._log.append((self._it_yielded, _state.node_of(self.ds)))
-                self._next_log = self._it_yielded + _LOG_EVERY
-                self._forget_delivered()
+                self._reads += len(dps) - before
+            if self._reads >= self._next_log and self._it is not None:
+                self._log_upstream(between=False)
             if len(dps) < k:  # the upstream pass ended
                 self._it = None
                 if self._strict:
@@ -527,15 +538,22 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
                 elif self._strict:
                     raise self._none_error(idxs[[v is None for v in values].index(True)])
                 else:
-                    out.extend(v for v in values if v is not None)
+                    for idx, value in zip(idxs, values):
+                        if value is None:
+                            self._delivered.add(idx)  # dropped: nothing to deliver
+                        else:
+                            out.append(value)
+                            groups.append(idx)
             elif tag == _R_BATCH:
                 _, idxs, batch = result
                 if self._finished(w, idxs):
                     out.append(batch)
                     groups.append(list(idxs))
             elif tag == _R_DROPPED:
-                if self._finished(w, result[1]) and self._strict:
-                    raise self._none_error(result[1][0])
+                if self._finished(w, result[1]):
+                    if self._strict:
+                        raise self._none_error(result[1][0])
+                    self._delivered.update(result[1])
             elif tag == _R_LEFTOVER:
                 _, idxs, dps = result
                 if self._finished(w, idxs):
@@ -555,9 +573,8 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
                     )
                 self._results[batch_id] = (len(idxs), batch)
         if self._ordered:
-            self._out_first = self._next_out
-            out.extend(self._ordered_ready())
-        elif self._strict:
+            out.extend(self._ordered_ready(groups))
+        else:
             for group in groups:
                 if isinstance(group, list):
                     self._delivered.update(group)
@@ -567,15 +584,18 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
         self._groups_last = groups
         return out
 
-    def _ordered_ready(self) -> list[Any]:
+    def _ordered_ready(self, groups: list[Any]) -> list[Any]:
+        """The results that are next in order; ``groups`` gets the index of each (for resume)."""
         out = []
         results = self._results
         if self._batch_size:
             while self._next_out in results:
-                n, batch = results.pop(self._next_out)
+                first = self._next_out
+                n, batch = results.pop(first)
                 self._next_out += n
                 if n == self._batch_size or self._remainder:
                     out.append(batch)
+                    groups.append(first)
             return out
         pop = results.pop
         nxt = self._next_out
@@ -583,6 +603,7 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
             value = pop(nxt)
             if value is not None:
                 out.append(value)
+                groups.append(nxt)
             elif self._strict:
                 self._next_out = nxt
                 raise self._none_error(nxt)
@@ -649,7 +670,7 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
         self._in_leftovers = False
         self._flushed = False
         self._cur_len, self._cur_groups, self._groups_last = 0, [], []
-        self._frontier = self._out_first = self._pass_start
+        self._frontier = self._pass_start
         self._delivered = set()
         if self._batch_size and not self._ordered and self._outstanding:
             # Workers still hold datapoints of the abandoned pass (queued, or in a partial batch):
@@ -705,7 +726,7 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
         if resume is None:
             self._log = [(0, _state.between_passes(_state.node_of(self.ds)))]
             self._it = iter(self.ds)
-            self._it_yielded = 0
+            self._it_yielded = self._reads = 0
         else:
             start, node = resume["log"]
             _state.assign(self.ds, node)
@@ -718,11 +739,38 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
                     f"{self._who}: the upstream {type(self.ds).__name__} ended after "
                     f"{int(start) + got} datapoints, before the saved position {frontier}"
                 )
-            self._it_yielded = frontier
+            self._it_yielded = self._reads = frontier
             self._next_idx = self._next_out = self._pass_start + frontier
-            self._frontier = self._out_first = self._next_idx
+            self._frontier = self._next_idx
             self._skip = {int(r) for r in resume["done"]}
-        self._next_log = self._it_yielded + _LOG_EVERY
+        self._next_log = self._reads + _LOG_EVERY
+
+    def _resume_stream(self, resume: dict) -> None:
+        """Non-strict: put the stream back at the saved frontier (see _begin_upstream_pass)."""
+        start, node = int(resume["log"][0]), resume["log"][1]
+        _state.assign(self.ds, node)
+        self._log = [(start, node)]
+        self._it = iter(self.ds) if node["in_pass"] else None
+        self._it_yielded = 1  # a resumed upstream pass with nothing left is not an empty pass
+        self._reads = start
+        self._next_log = start + _LOG_EVERY
+        frontier = int(resume["frontier"])
+        got = len(self._pull(frontier - start))
+        if got != frontier - start:
+            raise StateError(
+                f"{self._who}: the upstream {type(self.ds).__name__} ended after {start + got} "
+                f"datapoints, before the saved position {frontier}"
+            )
+        self._next_idx = self._next_out = self._frontier = frontier
+        self._skip = {int(r) for r in resume["done"]}
+        self._stream_over = bool(resume.get("over", False))
+
+    def _log_upstream(self, between: bool) -> None:
+        """Keep the upstream's state after ``_reads`` reads (``between``: its pass had ended)."""
+        node = _state.node_of(self.ds)
+        self._log.append((self._reads, _state.between_passes(node) if between else node))
+        self._next_log = self._reads + _LOG_EVERY
+        self._forget_delivered()
 
     def _advance_frontier(self) -> None:
         f, done = self._frontier, self._delivered
@@ -733,17 +781,12 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
 
     def _undelivered(self) -> tuple[int, list[int]]:
         """(the frontier, the indices at or after it delivered), as the consumer has them now."""
-        live_ref = self.__dict__.get("_df_live")
-        it = live_ref() if live_ref is not None else None
-        while getattr(it, "gi_yieldfrom", None) is not None:
-            it = it.gi_yieldfrom  # type: ignore[union-attr]
-        left = _state.remaining(it) if type(it).__name__ == "list_iterator" else 0
-        taken = self._cur_len - left
-        if self._ordered:
-            return self._out_first + taken * (self._batch_size or 1), []
+        taken = self._cur_len - self._left_to_yield()
         back: list[int] = []
-        for group in self._cur_groups[taken:]:
+        for group in [*self._cur_groups[taken:], *self._carry_groups]:
             back.extend(group if isinstance(group, list) else [group])
+        if self._ordered:  # in order: all before the first one not yielded is delivered
+            return (min(back) if back else self._next_out), []
         if self.__dict__.get("_in_leftovers"):
             back.extend(self._left_groups[self._left_next :])
         elif self._leftovers:
@@ -754,10 +797,20 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
         done += sorted(i for i in self._delivered if i not in pending)
         return frontier, done
 
+    def _left_to_yield(self) -> int:
+        """How many outputs of the message being yielded the consumer has not taken yet."""
+        if not self._df_in_pass():
+            return 0
+        live_ref = self.__dict__.get("_df_live")
+        it = live_ref() if live_ref is not None else None
+        while getattr(it, "gi_yieldfrom", None) is not None:
+            it = it.gi_yieldfrom  # type: ignore[union-attr]
+        return _state.remaining(it) if type(it).__name__ == "list_iterator" else 0
+
     def _forget_delivered(self) -> None:
         """Drop the upstream states older than needed to go back to the frontier."""
-        oldest = self._out_first if self._ordered else self._frontier
-        for group in self._cur_groups:
+        oldest = self._next_out if self._ordered else self._frontier
+        for group in [*self._cur_groups, *self._carry_groups]:
             oldest = min(oldest, min(group) if isinstance(group, list) else group)
         reads = oldest - self._pass_start
         log = self._log
@@ -770,24 +823,26 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
     def _df_carries_over(self) -> bool:
         return not self._strict  # a non-strict stream goes on from one pass to the next
 
-    def _df_save(self) -> dict:
-        if not self._strict:
-            raise StateError(
-                f"{self._who} with strict=False cannot save its position: its stream mixes "
-                "upstream passes. Use strict=True (exact resume, any number of workers)"
-            )
+    def _df_save(self) -> dict | None:
+        if not self._log:
+            return None  # nothing read yet: the upstream's own state says it all
         frontier, done = self._undelivered()
         reads = frontier - self._pass_start
         start, node = self._log[0]
         for r, n in self._log:
             if r <= reads:
                 start, node = r, n
-        return {
+        state: dict[str, Any] = {
             "mode": self._mode(),
             "frontier": reads,
             "done": [i - self._pass_start for i in done],
             "log": [start, node],
         }
+        if not self._strict:
+            state["over"] = self._stream_over
+            if self._df_in_pass():
+                state["pass"] = {"yielded": self._pass_yielded - self._left_to_yield()}
+        return state
 
     def _df_load(self, state: dict) -> None:
         self._df_start = state
@@ -809,16 +864,22 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
         while remaining > 0:
             if self._carry:
                 out, self._carry = self._carry, []
+                groups, self._carry_groups = self._carry_groups, []
             else:
                 self._fill(pool)
                 if self._stream_over and self._outstanding == 0 and not self._results:
                     return
                 out = self._collect(pool)
+                groups = self._groups_last
             if len(out) > remaining:
-                self._carry = out[int(remaining) :]
-                out = out[: int(remaining)]
+                cut = int(remaining)
+                self._carry, self._carry_groups = out[cut:], groups[cut:]
+                out, groups = out[:cut], groups[:cut]
             remaining -= len(out)
+            self._pass_yielded += len(out)
+            self._cur_len, self._cur_groups = len(out), groups
             yield from out
+        self._cur_len, self._cur_groups = 0, []
 
 
 class MultiThreadMapData(_ParallelMap):
