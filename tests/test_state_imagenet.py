@@ -4,7 +4,6 @@ batching; saved with 2 workers and resumed with 3 and with 1 (exact), and unorde
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 
 import cv2
@@ -23,7 +22,7 @@ from dataflow import (
     MultiProcessMapData,
     imgaug,
 )
-from resume_check import canon
+from resume_check import canon, save_after
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -63,15 +62,6 @@ def build(path, num_proc, ordered=True):
 
 def passes(ds, n):
     return [[canon(b) for b in ds] for _ in range(n)]
-
-
-def save_after(ds, k):
-    it = iter(ds)
-    first = [canon(next(it)) for _ in range(k)]
-    state = json.loads(json.dumps(ds.state_dict()))
-    del it
-    ds.close()
-    return first, state
 
 
 @pytest.mark.parametrize("k", [3, 12])

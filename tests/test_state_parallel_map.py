@@ -20,7 +20,7 @@ from dataflow import (
     MultiThreadMapData,
     StateError,
 )
-from resume_check import canon, check_resume, check_resume_exactly_once
+from resume_check import canon, check_resume, check_resume_exactly_once, save_after
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -54,12 +54,7 @@ def resume_with(build_save, build_load, k, passes=2, seed=5, ordered=True):
     with build_save() as ds:
         full = [[canon(dp) for dp in ds] for _ in range(passes)]
     dataflow.set_seed(seed)
-    ds = build_save()
-    it = iter(ds)
-    first = [canon(next(it)) for _ in range(k)]
-    state = json.loads(json.dumps(ds.state_dict()))
-    del it
-    ds.close()
+    first, state = save_after(build_save(), k)
     dataflow.set_seed(seed + 1)
     with build_load() as again:
         again.load_state_dict(state)
