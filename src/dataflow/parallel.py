@@ -168,6 +168,11 @@ class _RunnerJob(Job):
         put = io.put
         if self.shard:
             start, taken = self.resume[info.id] if self.resume is not None else (None, 0)
+            # A thread's copy is the same object in every pool of its runner: where it stood
+            # when first started is kept on it, for a later pool to start it there again.
+            initial = ds.__dict__.setdefault("_df_runner_start", ds.state_dict())
+            if start is None and self.resume is not None:
+                start = initial
             if start is not None:
                 ds.load_state_dict(start)
             io.send(END_PASS, ds.state_dict())  # where the copy's first pass begins
