@@ -504,3 +504,8 @@ class LocalServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(10)
+
+
+def normalize_image(dp):
+    """[uint8 HxWx3 image, label] -> [float32 image scaled to 0..1, label] (a parallel map's work)."""
+    return [dp[0].astype(np.float32) / 255.0, dp[1]]

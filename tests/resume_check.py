@@ -62,6 +62,17 @@ def take(ds: DataFlow, k: int, lengths: list[int]) -> tuple[list[Any], dict, int
     return got, ds.state_dict(), done, it
 
 
+def save_after(ds: DataFlow, k: int) -> tuple[list[Any], dict]:
+    """The first ``k`` datapoints of a new pass of ``ds`` (canonical) and the state after them,
+    through a JSON round-trip; ``ds`` is closed."""
+    it = iter(ds)
+    first = [canon(next(it)) for _ in range(k)]
+    state = json.loads(json.dumps(ds.state_dict()))
+    del it
+    ds.close()
+    return first, state
+
+
 def resumed_rest(build: Build, state: dict, passes_left: int, seed: int | None) -> list[Any]:
     dataflow.set_seed(None if seed is None else seed + 1000)  # the state must decide, not the seed
     ds = build()

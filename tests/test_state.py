@@ -287,3 +287,14 @@ def test_a_class_with_only_one_of_the_state_methods_is_refused():
 
             def state_dict(self):
                 return {}
+
+
+def test_remote_feed_cannot_save_a_position():
+    from dataflow import RemoteDataZMQ
+
+    ds = RemoteDataZMQ("tcp://127.0.0.1:*")
+    try:
+        with pytest.raises(StateError, match="RemoteDataZMQ.*socket"):
+            MapData(ds, abs).state_dict()
+    finally:
+        ds.close()

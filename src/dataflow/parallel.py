@@ -66,6 +66,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _state
 from ._engine import seeding
 from ._engine.job import DATA, DIED, DONE, END_PASS, Job
 from ._engine.stage import PoolOwner, check_count, check_flag, reposition
@@ -140,12 +141,20 @@ class _RunnerJob(Job):
     """Run a copy of ``ds`` forever (or pass by pass, marking ends, when sharded)."""
 
     def __init__(
-        self, ds: Any, shard: bool = False, shard_seed: int | None = None, own_seed: bool = False
+        self,
+        ds: Any,
+        shard: bool = False,
+        shard_seed: int | None = None,
+        own_seed: bool = False,
+        resume: list | None = None,
     ) -> None:
         self.ds = ds  # the flow, or its pickle
         self.shard = shard
         self.shard_seed = shard_seed
         self.own_seed = own_seed
+        # Sharded resume: per worker, (the copy's state at the start of the pass, or None for the
+        # first pass; how many datapoints of the pass the consumer had taken from this worker).
+        self.resume = resume
 
     def run(self, io: Any) -> None:
         ds = pickle.loads(self.ds) if isinstance(self.ds, bytes) else self.ds
@@ -159,10 +168,26 @@ class _RunnerJob(Job):
         ds.reset_state()
         put = io.put
         if self.shard:
+            start, taken = self.resume[info.id] if self.resume is not None else (None, 0)
+            # A thread's copy is the same object in every pool of its runner: where it stood
+            # when first started is kept on it, for a later pool to start it there again.
+            initial = ds.__dict__.setdefault("_df_runner_start", ds.state_dict())
+            if start is None and self.resume is not None:
+                start = initial
+            if start is not None:
+                ds.load_state_dict(start)
+            io.send(END_PASS, ds.state_dict())  # where the copy's first pass begins
+            if self.resume is not None:
+                it = iter(ds)
+                _state.consume(it, taken)  # the part the consumer had (replayed in the worker)
+                for dp in it:
+                    put(dp)
+                io.send(END_PASS, ds.state_dict())
             while True:
                 for dp in ds:
                     put(dp)
-                io.send(END_PASS, None)
+                # With the end of a pass, where the copy stands for the next one (for resume).
+                io.send(END_PASS, ds.state_dict())
         while True:
             produced = False
             for dp in ds:
@@ -177,6 +202,7 @@ class _RunnerJob(Job):
 
 class _Runner(PoolOwner, DataFlow):
     reentrant = False
+    _job: Any = None
 
     def _init_runner(
         self,
@@ -193,6 +219,7 @@ class _Runner(PoolOwner, DataFlow):
         self._item_cap = item_cap
         self._shard = check_flag(shard, who, "shard")
         self._carry: list[Any] = []
+        self._resume: dict | None = None  # a loaded state, applied to the next pool
 
     # state of the consumer for the current pool
     def _on_new_pool(self) -> None:
@@ -201,6 +228,18 @@ class _Runner(PoolOwner, DataFlow):
         self._queues: list[deque] = [deque() for _ in range(self._num_workers)]
         self._turn = 0
         self._open: set[int] = set()  # sharded: workers still in the pass being read
+        # Resume: datapoints of this pass taken from each worker, each copy's state at the start
+        # of this pass (None: its first) and at the start of the next (from END_PASS), and the
+        # worker whose message is being yielded.
+        n = self._num_workers
+        self._taken = [0] * n
+        self._starts: list[Any] = [None] * n
+        self._next_starts: list[Any] = [None] * n
+        if self._shard:
+            # Each sharded worker first sends where its copy stands (END_PASS with its state);
+            # the first pass reads those before any datapoint, as it would an abandoned pass.
+            self._open = set(range(n))
+        self._cur_w = 0  # the worker of the message being yielded (no reference to it)
         # With a seed (this runner's or the global one), outputs merge in a fixed order.
         self._in_turn = self._stage_seed() is not None
 
@@ -220,9 +259,86 @@ class _Runner(PoolOwner, DataFlow):
 
     def _shard_seed(self) -> int:
         seed = self._stage_seed()
+        if self._resume is not None and self._resume.get("shard_seed") is not None:
+            seed = int(self._resume["shard_seed"])
         if seed is None:
             seed = int(np.random.SeedSequence().entropy) & ((1 << 63) - 1)  # type: ignore[arg-type]
+        self._shard_seed_used = seed
         return seed
+
+    def _job_resume(self) -> list | None:
+        """What each worker needs to resume a sharded pass (None: start fresh)."""
+        resume = self._resume
+        if resume is None or not self._shard:
+            return None
+        return [list(pair) for pair in zip(resume["starts"], resume["taken"])]
+
+    def _workers_seed(self) -> int | None:
+        """The stage seed handed to the workers: an i.i.d. runner resumed at a later epoch draws
+        fresh streams derived from it and the epoch (documented: not the same datapoints)."""
+        seed = self._stage_seed()
+        resume = self._resume
+        if seed is None or resume is None or self._shard:
+            return seed
+        sequence = np.random.SeedSequence(seed, spawn_key=(int(resume["epoch"]),))
+        return int(sequence.generate_state(1, np.uint64)[0] >> 1)
+
+    # -- resume --------------------------------------------------------------------------------
+    # shard=True: each worker's share of the pass is exact. The state holds, per worker, the
+    # copy's state at the start of the pass (sent by the worker with the end of its previous pass)
+    # and how many of its datapoints the consumer had; a resumed worker loads the first and skips
+    # the second (it replays them: O(k / workers)). The worker count must be the same.
+    # shard=False: the copies are i.i.d. streams: the state keeps the pass's length accounting;
+    # resumed workers draw fresh streams (seeded from the saved epoch).
+    def _df_upstreams(self) -> list[DataFlow]:
+        return []  # the upstream runs in the workers: its state travels in this flow's own
+
+    def _df_save(self) -> dict:
+        live_ref = self.__dict__.get("_df_live")
+        it = live_ref() if live_ref is not None else None
+        while getattr(it, "gi_yieldfrom", None) is not None:
+            it = it.gi_yieldfrom  # type: ignore[union-attr]
+        left = _state.remaining(it) if type(it).__name__ == "list_iterator" else 0
+        in_pass = self._df_in_pass()
+        taken = list(self._taken) if in_pass else [0] * self._num_workers
+        w = self._cur_w
+        taken[w] -= left if in_pass else 0
+        state: dict[str, Any] = {"shard": self._shard, "workers": self._num_workers}
+        # Between passes: every worker at its pass's start. ``turn``: the fixed merge order's place.
+        state["pass"] = {"taken": taken, "turn": self._turn if in_pass else 0}
+        if self._shard:
+            state["shard_seed"] = getattr(self, "_shard_seed_used", None)
+            state["pass"]["starts"] = self._starts if in_pass else self._next_starts
+        return state
+
+    def _df_carries_over(self) -> bool:
+        return True  # the workers' copies go on from pass to pass
+
+    def _resumed(self) -> dict | None:
+        """The loaded state's pass part (taken, starts), once, for the pass that uses it."""
+        resume, self._resume = self._resume, None
+        if resume is None:
+            return None
+        return {**resume.get("pass", {}), "epoch": resume["epoch"]}
+
+    def _df_load(self, state: dict) -> None:
+        self._resume = {**state, **state.get("pass", {}), "epoch": self._df_epoch}
+        if self._pool is not None and not self._pool.closed:
+            self._teardown()  # reset_state started workers before the state was loaded
+        self._job = None
+
+    def _df_check(self, node: dict) -> str | None:
+        state = node.get("state") or {}
+        if not state:
+            return None
+        if bool(state.get("shard")) != self._shard:
+            return f"the state was saved with shard={state.get('shard')}, this runner has {self._shard}"
+        if self._shard and state.get("workers") != self._num_workers:
+            return (
+                f"the state was saved with {state.get('workers')} workers each reading a shard; "
+                f"this runner has {self._num_workers}: resume a sharded runner with the same count"
+            )
+        return None
 
     def __iter__(self) -> Iterator:
         pool = self._ensure_pool()
@@ -230,7 +346,14 @@ class _Runner(PoolOwner, DataFlow):
             if self._shard:
                 yield from self._sharded_pass(pool)
             else:
-                yield from self._stream_pass(pool, self._length())
+                size = self._length()
+                resumed = self._resumed()
+                taken = sum(int(t) for t in resumed["taken"]) if resumed is not None else 0
+                if resumed is not None:
+                    self._turn = int(resumed.get("turn", 0))
+                self._taken = [0] * self._num_workers
+                self._taken[0] = taken
+                yield from self._stream_pass(pool, None if size is None else size - taken)
         except GeneratorExit:
             raise
         except BaseException:
@@ -256,7 +379,8 @@ class _Runner(PoolOwner, DataFlow):
                 item = self._next_in_turn(pool)
                 if item is _END:
                     return
-                remaining -= 1
+                remaining -= 1  # (_next_in_turn counted it for its worker)
+                self._cur_w = 0
                 yield item
                 continue
             if self._carry:
@@ -272,6 +396,8 @@ class _Runner(PoolOwner, DataFlow):
                 self._carry = items[int(remaining) :]
                 items = items[: int(remaining)]
             remaining -= len(items)
+            self._taken[0] += len(items)
+            self._cur_w = 0
             yield from items
 
     def _next_in_turn(self, pool: Any, eligible: set[int] | None = None) -> Any:
@@ -289,24 +415,36 @@ class _Runner(PoolOwner, DataFlow):
             queue = self._queues[w]
             if queue:
                 self._turn = w + 1
+                self._taken[w] += 1
                 return queue.popleft()
             _, kind, payload = self._recv(pool, [w])
             if kind == DATA:
                 queue.extend(payload)
             elif kind == END_PASS:
                 self._open.discard(w)
+                self._next_starts[w] = payload
                 if eligible is not None:
                     eligible.discard(w)
 
     def _sharded_pass(self, pool: Any) -> Iterator:
         # Finish the pass an earlier iterator abandoned: its rest belongs to no one.
         while self._open:
-            w, kind, _ = self._recv(pool, sorted(self._open))
+            w, kind, payload = self._recv(pool, sorted(self._open))
             if kind == END_PASS:
                 self._open.discard(w)
+                self._next_starts[w] = payload
         for queue in self._queues:
             queue.clear()
         self._open = set(self._live())
+        resumed = self._resumed()
+        if resumed is None:
+            self._taken = [0] * self._num_workers
+            self._starts = list(self._next_starts)
+        else:
+            self._taken = [int(t) for t in resumed["taken"]]
+            self._starts = list(resumed["starts"])
+            self._turn = int(resumed.get("turn", 0))
+        self._cur_w = 0
         if self._in_turn:
             eligible = set(self._open)
             while True:
@@ -317,9 +455,12 @@ class _Runner(PoolOwner, DataFlow):
         while self._open:
             w, kind, payload = self._recv(pool, sorted(self._open))
             if kind == DATA:
+                self._taken[w] += len(payload)
+                self._cur_w = w
                 yield from payload
             elif kind == END_PASS:
                 self._open.discard(w)
+                self._next_starts[w] = payload
 
 
 _END = object()
@@ -374,7 +515,9 @@ class MultiProcessRunner(_Runner, ProxyDataFlow):
             return
         payload = self._payload(self.ds, "ds")
         shard_seed = self._shard_seed() if self._shard else None
-        job = _RunnerJob(payload, self._shard, shard_seed, self._seed is not None)
+        job = _RunnerJob(
+            payload, self._shard, shard_seed, self._seed is not None, self._job_resume()
+        )
         self._job = job if self._start_method == "fork" else pickle.dumps(job, protocol=5)
 
     def _make_pool(self) -> ProcessPool:
@@ -385,7 +528,7 @@ class MultiProcessRunner(_Runner, ProxyDataFlow):
             job=self._job,
             num_workers=self.num_proc,
             method=self._start_method,  # type: ignore[arg-type]
-            seed=self._stage_seed(),
+            seed=self._workers_seed(),
             position=self._position(),
             item_cap=self._item_cap,
         )
@@ -478,9 +621,10 @@ class MultiThreadRunner(_Runner):
     def _make_pool(self) -> ThreadPool:
         shard_seed = self._shard_seed() if self._shard else None
         own = self._seed is not None
-        jobs: list[Job] = [_RunnerJob(df, self._shard, shard_seed, own) for df in self.dfs]
+        resume = self._job_resume()
+        jobs: list[Job] = [_RunnerJob(df, self._shard, shard_seed, own, resume) for df in self.dfs]
         return ThreadPool(
-            name=self._who, jobs=jobs, seed=self._stage_seed(), item_cap=self._item_cap
+            name=self._who, jobs=jobs, seed=self._workers_seed(), item_cap=self._item_cap
         )
 
 

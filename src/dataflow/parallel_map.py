@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _state
 from ._batching import aggregate_batch
 from ._engine.job import DATA, DIED, DONE, Job
 from ._engine.stage import PoolOwner, check_count, check_flag, default_workers
@@ -60,6 +61,7 @@ from .errors import (
     DataFlowTerminated,
     DatapointError,
     LengthUnknownError,
+    StateError,
     WorkerDied,
 )
 
@@ -92,6 +94,10 @@ _MAX_ATTEMPTS = 3
 # a chunk of large arrays in one message would exceed a ring record and travel in fragments,
 # reassembled with a copy (much slower than large arrays read in place).
 _HANDOVER_BYTES = 1 << 20
+
+# Resume: the upstream's state is kept after about every this many reads of a strict pass, so a
+# resumed pass reads (without mapping) at most this many datapoints before the first it sends.
+_LOG_EVERY = 64
 
 
 def _array_bytes(out: Any) -> int:
@@ -273,6 +279,24 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
         self._leftovers: list[Any] = []  # strict batching: partial batches at the pass end
         self._flushed = False
         self._deal = 0
+        # Resume (strict passes). An index is the pass's read number plus ``_pass_start``.
+        # ``_log`` keeps the upstream's state after some numbers of reads (oldest first);
+        # ``_frontier``/``_delivered`` (unordered): every index below the frontier was collected
+        # for output, and so were those in the set; ``_cur_len``/``_cur_groups`` how many outputs
+        # are being yielded and the indices each covers (no reference to the outputs);
+        # ``_skip`` the read numbers a resumed pass must not send again. Non-strict: indices
+        # number the reads of the whole stream, and ``_carry_groups`` go with ``_carry``.
+        self._log: list[tuple[int, dict]] = []
+        self._next_log = 0
+        self._reads = 0  # upstream datapoints read: this strict pass / this pool's stream
+        self._carry_groups: list[Any] = []
+        self._pass_yielded = 0
+        self._frontier = 0
+        self._delivered: set[int] = set()
+        self._cur_len = 0
+        self._cur_groups: list[Any] = []
+        self._skip: set[int] = set()
+        self._left_groups: list[Any] = []
         # With a seed (this map's or the global one) and ordered output, work is dealt to the
         # workers in a fixed order, so that a random map_func gives reproducible output.
         self._deal_in_turn = self._ordered and self._stage_seed() is not None
@@ -289,7 +313,15 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
             if self._strict:
                 yield from self._strict_pass(pool)
             else:
-                yield from self._stream_pass(pool, self._length())
+                size = self._length()
+                resume = self.__dict__.pop("_df_start", None)
+                self._pass_yielded = 0
+                if resume is not None:
+                    self._resume_stream(resume)
+                    self._pass_yielded = int(resume.get("pass", {}).get("yielded", 0))
+                if size is not None:
+                    size -= self._pass_yielded
+                yield from self._stream_pass(pool, size)
         except GeneratorExit:
             raise
         except BaseException:
@@ -317,6 +349,8 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
             if self._it is None:
                 if self._strict or self._stream_over:
                     return dps
+                if self._reads >= self._next_log or not self._log:
+                    self._log_upstream(between=True)
                 self._it = iter(self.ds)
                 self._it_yielded = 0
             before = len(dps)
@@ -328,6 +362,9 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
                 return dps
             finally:
                 self._it_yielded += len(dps) - before
+                self._reads += len(dps) - before
+            if self._reads >= self._next_log and self._it is not None:
+                self._log_upstream(between=False)
             if len(dps) < k:  # the upstream pass ended
                 self._it = None
                 if self._strict:
@@ -372,8 +409,8 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
                 if not dps:
                     return
                 self._deal += 1
-                self._dispatch(pool, w, self._next_idx, dps)
-                self._account(len(dps))
+                sent = self._dispatch(pool, w, self._next_idx, dps)
+                self._account(len(dps), sent)
                 budget -= len(dps)
                 if len(dps) < chunk:
                     return
@@ -390,16 +427,17 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
             dps = self._pull(k)
             if not dps:
                 return
-            self._dispatch(pool, w, self._next_idx, dps)
-            self._account(len(dps))
+            sent = self._dispatch(pool, w, self._next_idx, dps)
+            self._account(len(dps), sent)
             budget -= len(dps)
             if len(dps) < k:
                 return
 
-    def _account(self, k: int) -> None:
+    def _account(self, k: int, sent: int | None = None) -> None:
         self._next_idx += k
-        self._outstanding += k
-        self._current += k
+        sent = k if sent is None else sent
+        self._outstanding += sent
+        self._current += sent
 
     def _pick_worker(self) -> int:
         if self._deal_in_turn:
@@ -409,13 +447,39 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
         load = self._load
         return load.index(min(load))
 
-    def _dispatch(self, pool: Any, w: int, first: int, dps: list[Any]) -> None:
+    def _dispatch(self, pool: Any, w: int, first: int, dps: list[Any]) -> int:
+        """Send ``dps`` (indices from ``first``) to ``w``; return how many were sent.
+
+        A resumed pass leaves out the ones delivered before the state was saved.
+        """
+        if self._skip:
+            pairs = [
+                (first + i, dp)
+                for i, dp in enumerate(dps)
+                if first + i - self._pass_start not in self._skip
+            ]
+            self._skip.difference_update(range(first - self._pass_start, first + len(dps)))
+            self._delivered.update(range(first, first + len(dps)))
+            self._delivered.difference_update(idx for idx, _ in pairs)
+            self._advance_frontier()
+            if not pairs:
+                return 0
+            if len(pairs) < len(dps):
+                idxs, dps = [idx for idx, _ in pairs], [dp for _, dp in pairs]
+                pool.send(w, (_T_AT, idxs, dps))
+                self._load[w] += len(dps)
+                if self._restart:
+                    self._sent[w].update(zip(idxs, dps))
+                if self._flushed:
+                    pool.send(w, (_T_FLUSH,))
+                return len(dps)
         pool.send(w, (_T_RANGE, first, dps))
         self._load[w] += len(dps)
         if self._restart:
             self._sent[w].update(zip(range(first, first + len(dps)), dps))
         if self._flushed:
             pool.send(w, (_T_FLUSH,))
+        return len(dps)
 
     def _dispatch_batch(self, pool: Any, w: int, first: int, dps: list[Any]) -> None:
         task = (_T_BATCH, first, first, dps)
@@ -460,6 +524,7 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
         if kind != DATA:
             return []
         out: list[Any] = []
+        groups: list[Any] = []  # unordered: the indices behind each output (for resume)
         for result in payload:
             tag = result[0]
             if tag == _R_CHUNK:
@@ -470,21 +535,31 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
                     self._results.update(zip(idxs, values))
                 elif not any_none:
                     out.extend(values)
+                    groups.extend(idxs)
                 elif self._strict:
                     raise self._none_error(idxs[[v is None for v in values].index(True)])
                 else:
-                    out.extend(v for v in values if v is not None)
+                    for idx, value in zip(idxs, values):
+                        if value is None:
+                            self._delivered.add(idx)  # dropped: nothing to deliver
+                        else:
+                            out.append(value)
+                            groups.append(idx)
             elif tag == _R_BATCH:
                 _, idxs, batch = result
                 if self._finished(w, idxs):
                     out.append(batch)
+                    groups.append(list(idxs))
             elif tag == _R_DROPPED:
-                if self._finished(w, result[1]) and self._strict:
-                    raise self._none_error(result[1][0])
+                if self._finished(w, result[1]):
+                    if self._strict:
+                        raise self._none_error(result[1][0])
+                    self._delivered.update(result[1])
             elif tag == _R_LEFTOVER:
                 _, idxs, dps = result
                 if self._finished(w, idxs):
                     self._leftovers.extend(dps)
+                    self._left_groups.extend(idxs)
             elif tag == _R_ORDERED:
                 _, batch_id, idxs, batch = result
                 self._batch_tasks.pop(batch_id, None)
@@ -499,18 +574,29 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
                     )
                 self._results[batch_id] = (len(idxs), batch)
         if self._ordered:
-            out.extend(self._ordered_ready())
+            out.extend(self._ordered_ready(groups))
+        else:
+            for group in groups:
+                if isinstance(group, list):
+                    self._delivered.update(group)
+                else:
+                    self._delivered.add(group)
+            self._advance_frontier()
+        self._groups_last = groups
         return out
 
-    def _ordered_ready(self) -> list[Any]:
+    def _ordered_ready(self, groups: list[Any]) -> list[Any]:
+        """The results that are next in order; ``groups`` gets the index of each (for resume)."""
         out = []
         results = self._results
         if self._batch_size:
             while self._next_out in results:
-                n, batch = results.pop(self._next_out)
+                first = self._next_out
+                n, batch = results.pop(first)
                 self._next_out += n
                 if n == self._batch_size or self._remainder:
                     out.append(batch)
+                    groups.append(first)
             return out
         pop = results.pop
         nxt = self._next_out
@@ -518,6 +604,7 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
             value = pop(nxt)
             if value is not None:
                 out.append(value)
+                groups.append(nxt)
             elif self._strict:
                 self._next_out = nxt
                 raise self._none_error(nxt)
@@ -580,7 +667,12 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
         self._batch_tasks.clear()
         self._current = 0
         self._leftovers = []
+        self._left_groups = []
+        self._in_leftovers = False
         self._flushed = False
+        self._cur_len, self._cur_groups, self._groups_last = 0, [], []
+        self._frontier = self._pass_start
+        self._delivered = set()
         if self._batch_size and not self._ordered and self._outstanding:
             # Workers still hold datapoints of the abandoned pass (queued, or in a partial batch):
             # have them hand all of those over (and drop them) before any datapoint of this pass
@@ -589,11 +681,18 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
                 pool.send(w, (_T_FLUSH,))
             while self._outstanding:
                 self._collect(pool)
-        self._it = iter(self.ds)
+        self._begin_upstream_pass(self.__dict__.pop("_df_start", None))
         self._exhausted = False
         while True:
             if not self._exhausted:
                 self._fill(pool)
+                while self._current == 0 and not self._exhausted:
+                    # A resumed pass: all it read so far was delivered before; read on (no
+                    # progress: stale datapoints of an abandoned pass fill the budget).
+                    before = self._next_idx
+                    self._fill(pool)
+                    if self._next_idx == before:
+                        break
             if self._exhausted and self._batch_size and not self._ordered and not self._flushed:
                 self._flushed = True
                 for w in range(self._num_workers):
@@ -601,33 +700,187 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
             if self._exhausted and self._current == 0:
                 break
             out = self._collect(pool)
+            self._cur_len, self._cur_groups = len(out), self._groups_last
             if out:
                 yield from out
+        self._cur_len, self._cur_groups = 0, []
         if self._leftovers:
             yield from self._leftover_batches()
 
     def _leftover_batches(self) -> Iterator:
         rest, self._leftovers = self._leftovers, []
+        self._in_leftovers = True
         bs = self._batch_size
         end = len(rest) if self._remainder else len(rest) - len(rest) % bs
         for start in range(0, end, bs):
+            self._left_next = start + bs
             yield aggregate_batch(rest[start : start + bs], who=self._who)
+        self._in_leftovers = False
+
+    # -- resume (strict passes) --------------------------------------------------------------
+    # The state holds the read number of the first datapoint not delivered (the frontier), the
+    # ones after it already delivered (unordered), and the upstream's state at a read number at or
+    # before the frontier. A resumed pass puts the upstream there, reads up to the frontier
+    # without mapping, and sends the rest that is not delivered: in flight at save time means
+    # sent again. Nothing depends on the number of workers.
+    def _begin_upstream_pass(self, resume: dict | None) -> None:
+        if resume is None:
+            self._log = [(0, _state.between_passes(_state.node_of(self.ds)))]
+            self._it = iter(self.ds)
+            self._it_yielded = self._reads = 0
+        else:
+            start, node = resume["log"]
+            _state.assign(self.ds, node)
+            self._log = [(int(start), node)]
+            self._it = iter(self.ds)
+            frontier = int(resume["frontier"])
+            got = _state.consume(self._it, frontier - int(start))
+            if got != frontier - int(start):
+                raise StateError(
+                    f"{self._who}: the upstream {type(self.ds).__name__} ended after "
+                    f"{int(start) + got} datapoints, before the saved position {frontier}"
+                )
+            self._it_yielded = self._reads = frontier
+            self._next_idx = self._next_out = self._pass_start + frontier
+            self._frontier = self._next_idx
+            self._skip = {int(r) for r in resume["done"]}
+        self._next_log = self._reads + _LOG_EVERY
+
+    def _resume_stream(self, resume: dict) -> None:
+        """Non-strict: put the stream back at the saved frontier (see _begin_upstream_pass)."""
+        start, node = int(resume["log"][0]), resume["log"][1]
+        _state.assign(self.ds, node)
+        self._log = [(start, node)]
+        self._it = iter(self.ds) if node["in_pass"] else None
+        self._it_yielded = 1  # a resumed upstream pass with nothing left is not an empty pass
+        self._reads = start
+        self._next_log = start + _LOG_EVERY
+        frontier = int(resume["frontier"])
+        got = len(self._pull(frontier - start))
+        if got != frontier - start:
+            raise StateError(
+                f"{self._who}: the upstream {type(self.ds).__name__} ended after {start + got} "
+                f"datapoints, before the saved position {frontier}"
+            )
+        self._next_idx = self._next_out = self._frontier = frontier
+        self._skip = {int(r) for r in resume["done"]}
+        self._stream_over = bool(resume.get("over", False))
+
+    def _log_upstream(self, between: bool) -> None:
+        """Keep the upstream's state after ``_reads`` reads (``between``: its pass had ended)."""
+        node = _state.node_of(self.ds)
+        self._log.append((self._reads, _state.between_passes(node) if between else node))
+        self._next_log = self._reads + _LOG_EVERY
+        self._forget_delivered()
+
+    def _advance_frontier(self) -> None:
+        f, done = self._frontier, self._delivered
+        while f in done:
+            done.discard(f)
+            f += 1
+        self._frontier = f
+
+    def _undelivered(self) -> tuple[int, list[int]]:
+        """(the frontier, the indices at or after it delivered), as the consumer has them now."""
+        taken = self._cur_len - self._left_to_yield()
+        back: list[int] = []
+        for group in [*self._cur_groups[taken:], *self._carry_groups]:
+            back.extend(group if isinstance(group, list) else [group])
+        if self._ordered:  # in order: all before the first one not yielded is delivered
+            return (min(back) if back else self._next_out), []
+        if self.__dict__.get("_in_leftovers"):
+            back.extend(self._left_groups[self._left_next :])
+        elif self._leftovers:
+            back.extend(self._left_groups)
+        pending = set(back)
+        frontier = min([self._frontier, *pending])
+        done = [i for i in range(frontier, self._frontier) if i not in pending]
+        done += sorted(i for i in self._delivered if i not in pending)
+        return frontier, done
+
+    def _left_to_yield(self) -> int:
+        """How many outputs of the message being yielded the consumer has not taken yet."""
+        if not self._df_in_pass():
+            return 0
+        live_ref = self.__dict__.get("_df_live")
+        it = live_ref() if live_ref is not None else None
+        while getattr(it, "gi_yieldfrom", None) is not None:
+            it = it.gi_yieldfrom  # type: ignore[union-attr]
+        return _state.remaining(it) if type(it).__name__ == "list_iterator" else 0
+
+    def _forget_delivered(self) -> None:
+        """Drop the upstream states older than needed to go back to the frontier."""
+        oldest = self._next_out if self._ordered else self._frontier
+        for group in [*self._cur_groups, *self._carry_groups]:
+            oldest = min(oldest, min(group) if isinstance(group, list) else group)
+        reads = oldest - self._pass_start
+        log = self._log
+        keep = 0
+        for i, (r, _) in enumerate(log):
+            if r <= reads:
+                keep = i
+        del log[:keep]
+
+    def _df_carries_over(self) -> bool:
+        return not self._strict  # a non-strict stream goes on from one pass to the next
+
+    def _df_save(self) -> dict | None:
+        if not self._log:
+            return None  # nothing read yet: the upstream's own state says it all
+        frontier, done = self._undelivered()
+        reads = frontier - self._pass_start
+        start, node = self._log[0]
+        for r, n in self._log:
+            if r <= reads:
+                start, node = r, n
+        state: dict[str, Any] = {
+            "mode": self._mode(),
+            "frontier": reads,
+            "done": [i - self._pass_start for i in done],
+            "log": [start, node],
+        }
+        if not self._strict:
+            state["over"] = self._stream_over
+            if self._df_in_pass():
+                state["pass"] = {"yielded": self._pass_yielded - self._left_to_yield()}
+        return state
+
+    def _df_load(self, state: dict) -> None:
+        self._df_start = state
+
+    def _mode(self) -> list:
+        return [self._strict, self._ordered, self._batch_size]
+
+    def _df_check(self, node: dict) -> str | None:
+        saved = (node.get("state") or {}).get("mode")
+        if saved is not None and saved != self._mode():
+            names = "[strict, ordered, batch_size]"
+            return (
+                f"the state was saved by a map with {names} = {saved}, this one has {self._mode()}"
+            )
+        return None
 
     def _stream_pass(self, pool: Any, size: int | None) -> Iterator:
         remaining = math.inf if size is None else size
         while remaining > 0:
             if self._carry:
                 out, self._carry = self._carry, []
+                groups, self._carry_groups = self._carry_groups, []
             else:
                 self._fill(pool)
                 if self._stream_over and self._outstanding == 0 and not self._results:
                     return
                 out = self._collect(pool)
+                groups = self._groups_last
             if len(out) > remaining:
-                self._carry = out[int(remaining) :]
-                out = out[: int(remaining)]
+                cut = int(remaining)
+                self._carry, self._carry_groups = out[cut:], groups[cut:]
+                out, groups = out[:cut], groups[:cut]
             remaining -= len(out)
+            self._pass_yielded += len(out)
+            self._cur_len, self._cur_groups = len(out), groups
             yield from out
+        self._cur_len, self._cur_groups = 0, []
 
 
 class MultiThreadMapData(_ParallelMap):
