@@ -48,11 +48,21 @@ import pickle
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import numpy as np
-
 from . import _state
 from ._batching import aggregate_batch
 from ._engine.job import DATA, DIED, DONE, Job
+from ._engine.map_job import (
+    _R_BATCH,
+    _R_CHUNK,
+    _R_DROPPED,
+    _R_LEFTOVER,
+    _R_ORDERED,
+    _T_AT,
+    _T_BATCH,
+    _T_FLUSH,
+    _T_RANGE,
+    _MapJob,
+)
 from ._engine.stage import PoolOwner, check_count, check_flag, default_workers
 from ._engine.workers import ProcessPool, ThreadPool
 from .base import DataFlow, ProxyDataFlow, check_dataflow
@@ -75,120 +85,12 @@ __all__ = [
     "MultiProcessMapAndBatchDataZMQ",
 ]
 
-# Tasks, consumer -> worker
-_T_RANGE = 0  # (tag, first_idx, [dp...]): datapoints with consecutive indices
-_T_AT = 1  # (tag, [idx...], [dp...]): datapoints resent after a worker died
-_T_BATCH = 2  # (tag, batch_id, first_idx, [dp...]): map all, stack into one batch (ordered)
-_T_FLUSH = 3  # (tag,): hand over the partial batch now (end of a strict pass)
-# Results, worker -> consumer, inside DATA messages
-_R_CHUNK = 0  # (tag, idxs, [result...], any_none)
-_R_BATCH = 1  # (tag, [idx...], batch): a full batch (idx: every datapoint it holds)
-_R_DROPPED = 2  # (tag, [idx...]): datapoints map_func dropped (batching)
-_R_LEFTOVER = 3  # (tag, [idx...], [dp...]): a partial batch, unstacked (flush)
-_R_ORDERED = 4  # (tag, batch_id, idxs, batch | None)
-
 _MAX_ATTEMPTS = 3
 
-
-# A worker hands over the results of a task chunk early once they hold this many bytes of arrays:
-# a chunk of large arrays in one message would exceed a ring record and travel in fragments,
-# reassembled with a copy (much slower than large arrays read in place).
-_HANDOVER_BYTES = 1 << 20
 
 # Resume: the upstream's state is kept after about every this many reads of a strict pass, so a
 # resumed pass reads (without mapping) at most this many datapoints before the first it sends.
 _LOG_EVERY = 64
-
-
-def _array_bytes(out: Any) -> int:
-    """Bytes of the numpy arrays at the top level of a datapoint (a cheap estimate of its size)."""
-    if isinstance(out, np.ndarray):
-        return out.nbytes
-    if isinstance(out, (list, tuple)):
-        return sum(x.nbytes for x in out if isinstance(x, np.ndarray))
-    if isinstance(out, dict):
-        return sum(x.nbytes for x in out.values() if isinstance(x, np.ndarray))
-    return 0
-
-
-class _MapJob(Job):
-    """A map worker: apply ``map_func`` to the datapoints it is sent (and batch, if asked)."""
-
-    def __init__(self, map_func: Any, batch_size: int = 0, who: str = "") -> None:
-        self.map_func = map_func  # the function, or its pickle
-        self.batch_size = batch_size
-        self.who = who
-
-    def run(self, io: Any) -> None:
-        f = pickle.loads(self.map_func) if isinstance(self.map_func, bytes) else self.map_func
-        put = io.put
-        get = io.get_task
-        waiting = io.consumer_waiting
-        bs = self.batch_size
-        who = self.who
-        part_idx: list[int] = []
-        part: list[Any] = []
-        flush = io.flush
-        while True:
-            task = get()
-            tag = task[0]
-            if tag == _T_RANGE or tag == _T_AT:
-                if tag == _T_RANGE:
-                    idxs: Any = range(task[1], task[1] + len(task[2]))
-                else:
-                    idxs = task[1]
-                dps = task[2]
-                if not bs:
-                    results: list[Any] = []
-                    any_none = False
-                    done = 0
-                    held = 0
-                    for dp in dps:
-                        out = f(dp)
-                        if out is None:
-                            any_none = True
-                        results.append(out)
-                        held += _array_bytes(out)
-                        if (waiting() or held >= _HANDOVER_BYTES) and len(results) < len(
-                            dps
-                        ) - done:
-                            # The consumer starves, or the results are large: hand them over.
-                            n = len(results)
-                            put((_R_CHUNK, idxs[done : done + n], results, any_none))
-                            flush()
-                            done += n
-                            results, any_none, held = [], False, 0
-                    if results:
-                        put((_R_CHUNK, idxs[done:], results, any_none))
-                    flush()  # results held here would count against the consumer's budget
-                    continue
-                dropped = []
-                for idx, dp in zip(idxs, dps):
-                    out = f(dp)
-                    if out is None:
-                        dropped.append(idx)
-                        continue
-                    part_idx.append(idx)
-                    part.append(out)
-                    if len(part) == bs:
-                        put((_R_BATCH, part_idx, aggregate_batch(part, who=who)))
-                        part_idx, part = [], []
-                if dropped:
-                    put((_R_DROPPED, dropped))
-                flush()
-            elif tag == _T_BATCH:
-                _, batch_id, first, dps = task
-                outs = [f(dp) for dp in dps]
-                idxs = range(first, first + len(dps))
-                if any(out is None for out in outs):
-                    put((_R_ORDERED, batch_id, idxs, None))
-                else:
-                    put((_R_ORDERED, batch_id, idxs, aggregate_batch(outs, who=who)))
-                flush()
-            elif tag == _T_FLUSH:
-                put((_R_LEFTOVER, part_idx, part))
-                part_idx, part = [], []
-                flush()
 
 
 class _ParallelMap(PoolOwner, ProxyDataFlow):
