@@ -90,6 +90,20 @@ class Count(DataFlow):
             i += 1
 
 
+class Megabytes(DataFlow):
+    """Arrays of 1 MB (read in place by the consumer), each filled with its index."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        for i in range(self.n):
+            yield [np.full(1 << 20, i % 251, dtype=np.uint8), i]
+
+
 class Random(RNGDataFlow):
     """Endless [draw of its own rng, draw of numpy's global generator]."""
 
