@@ -34,7 +34,6 @@ def test_doc_examples_run(path, capsys):
         exec(code, namespace)
 
 
-
 def test_architecture_page_names_every_module():
     """docs/architecture.md names each module of the package, so that a module added without its
     sentence there fails here: a top-level module as ``raw.py``, a subpackage's module as
