@@ -183,3 +183,45 @@ def test_require_names_the_extra_or_the_package():
     with pytest.raises(ImportError, match="requires pyzmq: pip install pyzmq") as info:
         require("zmq.no_such_submodule")
     assert info.value.name == "zmq.no_such_submodule"
+
+
+FRAMEWORKS = ("torch", "jax", "tensorflow")
+
+
+@pytest.mark.timeout(90)
+def test_framework_adapters_import_no_framework_until_called():
+    out = run_python(
+        f"""
+        import sys
+        import dataflow
+        from dataflow import *
+        assert {{"to_torch", "to_jax", "to_tf", "ShardByRank"}} <= set(dataflow.__all__)
+        ds = ShardByRank(DataFromList([[i] for i in range(5)], shuffle=False), rank=1, world_size=2)
+        assert [dp[0] for dp in ds] == [1, 3]
+        assert not [m for m in {FRAMEWORKS!r} if m in sys.modules], [m for m in {FRAMEWORKS!r} if m in sys.modules]
+        print("ok")
+        """
+    )
+    assert out.strip() == "ok"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("adapter", "module", "extra"),
+    [("to_torch", "torch", "torch"), ("to_jax", "jax", "jax"), ("to_tf", "tensorflow", "tf")],
+)
+def test_an_adapter_without_its_framework_names_the_extra(adapter, module, extra):
+    out = run_python(
+        f"""
+        import sys
+        sys.modules[{module!r}] = None  # as if it were not installed
+        import dataflow
+        try:
+            dataflow.{adapter}(dataflow.DataFromList([[1]]))
+        except ImportError as e:
+            print(e)
+        else:
+            raise SystemExit("no ImportError")
+        """
+    )
+    assert f"pip install 'pydataflow[{extra}]'" in out and f"dataflow.{adapter} requires" in out

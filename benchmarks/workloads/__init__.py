@@ -40,6 +40,7 @@ WORKLOADS: dict[str, str] = {
     "W3-38.5MB": "workloads.w3_arrays:MB38_5",
     "W5": "workloads.w5_gil",
     "W4": "workloads.w4_imagenet",
+    "W4-TORCH": "workloads.w4_torch",  # W4 through dataflow.to_torch and a DataLoader
     # W6 is four workloads of one module ("module:attribute" names a namespace in it)
     "W6-READ-JPEG": "workloads.w6_lmdb:READ_JPEG",
     "W6-READ-TINY": "workloads.w6_lmdb:READ_TINY",

@@ -52,6 +52,7 @@ from .image import (
     ImageFromFile,
     imdecode,
 )
+from .integrations import ShardByRank, to_jax, to_tf, to_torch
 from .parallel import (
     MultiProcessPrefetchData,
     MultiProcessRunner,
@@ -155,6 +156,11 @@ __all__ = [
     "get_rng",
     "get_worker_info",
     "WorkerInfo",
+    # training frameworks (each imported when its adapter is called)
+    "to_torch",
+    "to_jax",
+    "to_tf",
+    "ShardByRank",
     # errors
     "DataFlowError",
     "DataFlowArgumentError",
