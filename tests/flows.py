@@ -566,3 +566,10 @@ class LocalServer:
 def normalize_image(dp):
     """[uint8 HxWx3 image, label] -> [float32 image scaled to 0..1, label] (a parallel map's work)."""
     return [dp[0].astype(np.float32) / 255.0, dp[1]]
+
+
+def fail_on_fives(dp):
+    """Raises ValueError on multiples of 5 (on_error="skip" tests), else [x]."""
+    if dp[0] % 5 == 0:
+        raise ValueError(f"no multiple of five: {dp[0]}")
+    return dp

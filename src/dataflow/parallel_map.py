@@ -56,6 +56,7 @@ from ._engine.map_job import (
     _R_DROPPED,
     _R_LEFTOVER,
     _R_ORDERED,
+    _R_SKIPPED,
     _T_AT,
     _T_BATCH,
     _T_FLUSH,
@@ -65,6 +66,7 @@ from ._engine.map_job import (
 from ._engine.map_resume import MapResume
 from ._engine.stage import PoolOwner, check_count, check_flag, default_workers
 from ._engine.workers import ProcessPool, ThreadPool
+from ._skipping import ErrorBudget, check_on_error
 from .base import DataFlow, ProxyDataFlow, check_dataflow
 from .errors import (
     DataFlowArgumentError,
@@ -85,6 +87,7 @@ __all__ = [
 ]
 
 _MAX_ATTEMPTS = 3
+_ALL_SKIPPED: Any = object()  # an ordered batch whose every datapoint failed (on_error="skip")
 
 
 class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
@@ -108,6 +111,8 @@ class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
         start_method: object,
         restart_workers: object,
         kind: str,
+        on_error: object = "raise",
+        max_errors: object = None,
     ) -> None:
         self.ds = check_dataflow(ds, who)
         if num_workers is None:
@@ -128,6 +133,13 @@ class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
             raise DataFlowArgumentError(f"{who}: restart_workers applies to worker processes only")
         self._init_owner(who, seed, start_method, kind)
         self._job: Any = None
+        self._skip_errors, limit = check_on_error(on_error, max_errors, who)
+        self._errors = ErrorBudget(who, limit)
+
+    @property
+    def errors_skipped(self) -> int:
+        """Datapoints dropped because ``map_func`` raised on them (``on_error="skip"``)."""
+        return self._errors.skipped
 
     # -- lifecycle ---------------------------------------------------------------------------
     def reset_state(self) -> None:
@@ -138,7 +150,9 @@ class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
     def _prepare(self) -> None:
         if self._job is None:
             func = self._payload(self.map_func, "map_func")
-            self._job = _MapJob(func, self._batch_size if not self._ordered else 0, self._who)
+            self._job = _MapJob(
+                func, self._batch_size if not self._ordered else 0, self._who, self._skip_errors
+            )
 
     def _make_pool(self) -> ProcessPool | ThreadPool:
         self._prepare()
@@ -190,6 +204,7 @@ class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
         self._pass_yielded = 0
         self._frontier = 0
         self._delivered: set[int] = set()
+        self._skipped: set[int] = set()  # indices whose map_func raised (on_error="skip")
         self._cur_len = 0
         self._cur_groups: list[Any] = []
         self._skip: set[int] = set()
@@ -424,6 +439,17 @@ class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
         groups: list[Any] = []  # unordered: the indices behind each output (for resume)
         for result in payload:
             tag = result[0]
+            if tag == _R_SKIPPED:
+                _, idxs, tbs, accounted = result
+                if accounted and not self._finished(w, idxs):
+                    continue
+                self._skipped.update(idxs)
+                for idx, tb in zip(idxs, tbs):
+                    where = f"datapoint #{idx - self._pass_start} of the pass in {pool.describe(w)}"
+                    self._errors.skip(where, tb)
+                if not self._ordered:
+                    self._delivered.update(idxs)  # nothing to deliver: as good as delivered
+                continue
             if tag == _R_CHUNK:
                 _, idxs, values, any_none = result
                 if not self._finished(w, idxs):
@@ -433,8 +459,14 @@ class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
                 elif not any_none:
                     out.extend(values)
                     groups.extend(idxs)
-                elif self._strict:
-                    raise self._none_error(idxs[[v is None for v in values].index(True)])
+                elif self._strict and any(
+                    v is None and i not in self._skipped for i, v in zip(idxs, values)
+                ):
+                    raise self._none_error(
+                        next(
+                            i for i, v in zip(idxs, values) if v is None and i not in self._skipped
+                        )
+                    )
                 else:
                     for idx, value in zip(idxs, values):
                         if value is None:
@@ -462,6 +494,8 @@ class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
                 self._batch_tasks.pop(batch_id, None)
                 if not self._finished(w, idxs):
                     continue
+                if batch is None and self._skipped.issuperset(idxs):
+                    batch = _ALL_SKIPPED  # every datapoint of the batch failed and was skipped
                 if batch is None:
                     raise DatapointError(
                         f"{self._who}: map_func returned None for a datapoint of the batch that "
@@ -491,6 +525,8 @@ class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
                 first = self._next_out
                 n, batch = results.pop(first)
                 self._next_out += n
+                if batch is _ALL_SKIPPED:
+                    continue
                 if n == self._batch_size or self._remainder:
                     out.append(batch)
                     groups.append(first)
@@ -502,7 +538,7 @@ class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
             if value is not None:
                 out.append(value)
                 groups.append(nxt)
-            elif self._strict:
+            elif self._strict and nxt not in self._skipped:
                 self._next_out = nxt
                 raise self._none_error(nxt)
             nxt += 1
@@ -561,6 +597,7 @@ class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
         self._pass_start = self._next_idx
         self._next_out = self._next_idx
         self._results.clear()
+        self._skipped = set()
         self._batch_tasks.clear()
         self._current = 0
         self._leftovers = []
@@ -656,6 +693,8 @@ class MultiThreadMapData(_ParallelMap):
         *,
         ordered: bool = False,
         seed: int | None = None,
+        on_error: str = "raise",
+        max_errors: int | None = None,
     ) -> None:
         """
         Args:
@@ -666,6 +705,9 @@ class MultiThreadMapData(_ParallelMap):
             strict: each pass is exactly one upstream pass (see the module doc).
             ordered: yield in input order.
             seed: seed for the threads' flows' streams (see the module doc).
+            on_error: ``"raise"`` or ``"skip"`` (a datapoint on which ``map_func`` raises is
+                dropped and counted in ``errors_skipped``, even with ``strict``).
+            max_errors: with ``"skip"``, how many failures to tolerate (``None``: no limit).
         """
         who = "MultiThreadMapData"
         self._init_map(
@@ -680,6 +722,8 @@ class MultiThreadMapData(_ParallelMap):
             None,
             False,
             "thread",
+            on_error,
+            max_errors,
         )
         self.num_thread = self._num_workers
 
@@ -705,6 +749,8 @@ class MultiProcessMapData(_ParallelMap):
         start_method: str | None = None,
         restart_workers: bool = False,
         seed: int | None = None,
+        on_error: str = "raise",
+        max_errors: int | None = None,
     ) -> None:
         """
         Args:
@@ -717,6 +763,7 @@ class MultiProcessMapData(_ParallelMap):
             start_method: ``"fork"``, ``"forkserver"``, ``"spawn"`` or ``None`` (the default).
             restart_workers: replace dead workers and resend what they held.
             seed: seed for the workers' global generators (see the module doc).
+            on_error, max_errors: as in :class:`MultiThreadMapData`.
         """
         who = type(self).__name__
         self._init_map(
@@ -731,6 +778,8 @@ class MultiProcessMapData(_ParallelMap):
             start_method,
             restart_workers,
             "process",
+            on_error,
+            max_errors,
         )
         self.num_proc = self._num_workers
 
@@ -767,6 +816,8 @@ class MultiProcessMapAndBatchData(_ParallelMap):
         start_method: str | None = None,
         restart_workers: bool = False,
         seed: int | None = None,
+        on_error: str = "raise",
+        max_errors: int | None = None,
     ) -> None:
         """
         Args:
@@ -778,7 +829,8 @@ class MultiProcessMapAndBatchData(_ParallelMap):
             strict: each pass batches exactly one upstream pass.
             remainder: with ``strict`` or ``ordered``, also yield the last, smaller batch.
             ordered: batches in input order, equal to ``BatchData(MapData(...))``.
-            start_method, restart_workers, seed: as in :class:`MultiProcessMapData`.
+            start_method, restart_workers, seed, on_error, max_errors: as in
+                :class:`MultiProcessMapData`.
         """
         who = type(self).__name__
         batch_size = check_count(batch_size, who, "batch_size")
@@ -796,6 +848,8 @@ class MultiProcessMapAndBatchData(_ParallelMap):
             start_method,
             restart_workers,
             "process",
+            on_error,
+            max_errors,
         )
         if self._buffer_size < batch_size:
             raise DataFlowArgumentError(
