@@ -192,16 +192,17 @@ def run_torchdata(kind: str, n: int) -> dict:
 
         path = str(lmdb_path(n))
 
+        env = lmdb.open(path, readonly=True, lock=False, readahead=True)  # one a process
+
         class LMDBDataset(Dataset):
-            env: Any = None
+            txn: Any = None
 
             def __len__(self) -> int:
                 return n
 
             def __getitem__(self, i: int) -> list:
-                if self.env is None:
-                    self.env = lmdb.open(path, readonly=True, lock=False, readahead=True)
-                    self.txn = self.env.begin(buffers=False)
+                if self.txn is None:
+                    self.txn = env.begin(buffers=False)
                 key = b"%08d" % i
                 return f([key, len(self.txn.get(key))])
 
@@ -417,9 +418,11 @@ def main(argv: list[str] | None = None) -> int:
                 rec.update(way=way, pipeline=kind, round=r)
                 records.append(rec)
                 status = rec["status"]
-                extra = f"{1000 * rec['s']:.3f} ms calls={rec['calls']} right={rec['ok']}"
-                print(f"W9 {kind} {way} round {r}: {status} {extra if status == 'ok' else ''}")
-                if status != "ok":
+                if status == "ok":
+                    extra = f"{1000 * rec['s']:.3f} ms calls={rec['calls']} right={rec['ok']}"
+                    print(f"W9 {kind} {way} round {r}: ok {extra}", flush=True)
+                else:
+                    print(f"W9 {kind} {way} round {r}: {status}", flush=True)
                     print(rec.get("error", ""), file=sys.stderr)
     cmd = "python benchmarks/w9_resume.py" + (" " + " ".join(argv) if argv else "")
     if argv is None and len(sys.argv) > 1:
