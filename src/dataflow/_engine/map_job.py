@@ -9,6 +9,7 @@ consumer can order them, count them exactly once, and resend what a dead worker 
 from __future__ import annotations
 
 import pickle
+import traceback
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,8 @@ _R_BATCH = 1  # (tag, [idx...], batch): a full batch (idx: every datapoint it ho
 _R_DROPPED = 2  # (tag, [idx...]): datapoints map_func dropped (batching)
 _R_LEFTOVER = 3  # (tag, [idx...], [dp...]): a partial batch, unstacked (flush)
 _R_ORDERED = 4  # (tag, batch_id, idxs, batch | None)
+_R_SKIPPED = 5  # (tag, [idx...], [traceback...], accounted): on_error="skip" failures; accounted
+#                 when no other result of the message covers them (batching in the worker)
 
 
 # A worker hands over the results of a task chunk early once they hold this many bytes of arrays:
@@ -49,13 +52,19 @@ def _array_bytes(out: Any) -> int:
 class _MapJob(Job):
     """A map worker: apply ``map_func`` to the datapoints it is sent (and batch, if asked)."""
 
-    def __init__(self, map_func: Any, batch_size: int = 0, who: str = "") -> None:
+    def __init__(
+        self, map_func: Any, batch_size: int = 0, who: str = "", skip_errors: bool = False
+    ) -> None:
         self.map_func = map_func  # the function, or its pickle
         self.batch_size = batch_size
         self.who = who
+        self.skip_errors = skip_errors
 
     def run(self, io: Any) -> None:
         f = pickle.loads(self.map_func) if isinstance(self.map_func, bytes) else self.map_func
+        failed: list[str] = []  # tracebacks of the failures not yet reported (skip_errors)
+        if self.skip_errors:
+            f = _guarded(f, failed)
         put = io.put
         get = io.get_task
         waiting = io.consumer_waiting
@@ -78,8 +87,12 @@ class _MapJob(Job):
                     any_none = False
                     done = 0
                     held = 0
+                    fails: list[tuple[int, str]] = []
                     for dp in dps:
                         out = f(dp)
+                        if out is _FAILED:
+                            fails.append((idxs[done + len(results)], failed.pop()))
+                            out = None
                         if out is None:
                             any_none = True
                         results.append(out)
@@ -89,17 +102,23 @@ class _MapJob(Job):
                         ) - done:
                             # The consumer starves, or the results are large: hand them over.
                             n = len(results)
+                            fails = _report(put, fails, False)
                             put((_R_CHUNK, idxs[done : done + n], results, any_none))
                             flush()
                             done += n
                             results, any_none, held = [], False, 0
                     if results:
+                        _report(put, fails, False)
                         put((_R_CHUNK, idxs[done:], results, any_none))
                     flush()  # results held here would count against the consumer's budget
                     continue
                 dropped = []
+                fails = []
                 for idx, dp in zip(idxs, dps):
                     out = f(dp)
+                    if out is _FAILED:
+                        fails.append((idx, failed.pop()))
+                        continue
                     if out is None:
                         dropped.append(idx)
                         continue
@@ -110,12 +129,25 @@ class _MapJob(Job):
                         part_idx, part = [], []
                 if dropped:
                     put((_R_DROPPED, dropped))
+                _report(put, fails, True)
                 flush()
             elif tag == _T_BATCH:
                 _, batch_id, first, dps = task
                 outs = [f(dp) for dp in dps]
                 idxs = range(first, first + len(dps))
-                if any(out is None for out in outs):
+                fails = [
+                    (i, tb)
+                    for (i, out), tb in zip(
+                        ((i, out) for i, out in zip(idxs, outs) if out is _FAILED), failed
+                    )
+                ]
+                failed.clear()
+                if fails:  # skipped: the batch holds the others (the consumer knows which)
+                    _report(put, fails, False)
+                    outs = [out for out in outs if out is not _FAILED]
+                if not outs:
+                    put((_R_ORDERED, batch_id, idxs, None))
+                elif any(out is None for out in outs):
                     put((_R_ORDERED, batch_id, idxs, None))
                 else:
                     put((_R_ORDERED, batch_id, idxs, aggregate_batch(outs, who=who)))
@@ -124,3 +156,26 @@ class _MapJob(Job):
                 put((_R_LEFTOVER, part_idx, part))
                 part_idx, part = [], []
                 flush()
+
+
+_FAILED: Any = object()  # what a guarded map function returns for a datapoint that raised
+
+
+def _guarded(f: Any, failed: list[str]) -> Any:
+    """``f`` for ``on_error="skip"``: an exception becomes ``_FAILED`` and its traceback is kept."""
+
+    def guarded(dp: Any) -> Any:
+        try:
+            return f(dp)
+        except Exception:
+            failed.append(traceback.format_exc())
+            return _FAILED
+
+    return guarded
+
+
+def _report(put: Any, fails: list[tuple[int, str]], accounted: bool) -> list[tuple[int, str]]:
+    """Send the failures (before the results that hold their places); return an empty list."""
+    if fails:
+        put((_R_SKIPPED, [idx for idx, _ in fails], [tb for _, tb in fails], accounted))
+    return []

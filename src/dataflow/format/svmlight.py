@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from .. import _state
 from .._lazy import require
 from ..base import RNGDataFlow
 from ..errors import DataFlowArgumentError, FormatError
@@ -52,8 +53,21 @@ class SVMLightData(RNGDataFlow):
         n = len(self.y)
         idxs = self.rng.permutation(n) if self.shuffle else np.arange(n)
         indptr, indices, values, y = self._indptr, self._indices, self._values, self.y
-        for i in idxs.tolist():
+        order = idxs.tolist()
+        for pos in range(self.__dict__.pop("_df_start", 0), n):  # ``pos``: the saved position
+            i = order[pos]
             row = np.zeros(self._nfeatures, dtype=np.float64)
             a, b = indptr[i], indptr[i + 1]
             row[indices[a:b]] = values[a:b]
             yield [row, y[i]]
+
+    def _df_save(self) -> dict:
+        live_ref = self.__dict__.get("_df_live")
+        pos = _state.gen_local(live_ref() if live_ref is not None else None, "pos")
+        return {"pos": int(pos) + 1, "len": len(self)}
+
+    def _df_load(self, state: dict) -> None:
+        self._df_start = int(state["pos"])
+
+    def _df_check(self, node: dict) -> str | None:
+        return _state.check_len(self, node)

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
-from .. import codec
+from .. import _state, codec
 from .._lazy import require
 from ..base import DataFlow, RNGDataFlow
 from ..errors import DataFlowArgumentError, FormatError
@@ -95,7 +95,8 @@ class _DiskCacheData(RNGDataFlow):
         )
         cache = _open(self.path, self._allow_pickle, "DiskCacheSerializer.load")
         try:
-            for i in order:
+            for pos in range(self.__dict__.pop("_df_start", 0), n):
+                i = order[pos]
                 try:
                     value = cache.get(i, default=None, retry=True)
                 except _PickledValue:
@@ -121,6 +122,19 @@ class _DiskCacheData(RNGDataFlow):
                 yield dp
         finally:
             cache.close()
+
+    # Resume: the position is the index into the pass's order (``pos``, a local of the pass's
+    # generator); a resumed pass draws the same order and starts there.
+    def _df_save(self) -> dict:
+        live_ref = self.__dict__.get("_df_live")
+        pos = _state.gen_local(live_ref() if live_ref is not None else None, "pos")
+        return {"pos": int(pos) + 1, "len": len(self)}
+
+    def _df_load(self, state: dict) -> None:
+        self._df_start = int(state["pos"])
+
+    def _df_check(self, node: dict) -> str | None:
+        return _state.check_len(self, node)
 
 
 class DiskCacheSerializer:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import codec
+from .. import _state, codec
 from ..base import DataFlow, RNGDataFlow
 from ..errors import DataFlowArgumentError, FormatError
 from ..raw import DataFromList
@@ -44,12 +44,26 @@ class _NpzData(RNGDataFlow):
         decode = codec.decoder(copy=True)  # the arrays must not alias the stored data
         buf = memoryview(self._data)  # type: ignore[arg-type]
         offsets = self._offsets
-        for i in order:
+        for pos in range(self.__dict__.pop("_df_start", 0), n):
+            i = order[pos]
             try:
                 dp = decode(buf[offsets[i] : offsets[i + 1]])
             except FormatError as e:
                 raise FormatError(f"{self.path}: datapoint {i} cannot be decoded: {e}") from e
             yield dp
+
+    # Resume: the position is the index into the pass's order (``pos``, a local of the pass's
+    # generator); a resumed pass draws the same order and starts there.
+    def _df_save(self) -> dict:
+        live_ref = self.__dict__.get("_df_live")
+        pos = _state.gen_local(live_ref() if live_ref is not None else None, "pos")
+        return {"pos": int(pos) + 1, "len": len(self)}
+
+    def _df_load(self, state: dict) -> None:
+        self._df_start = int(state["pos"])
+
+    def _df_check(self, node: dict) -> str | None:
+        return _state.check_len(self, node)
 
 
 class NumpySerializer:
