@@ -360,11 +360,12 @@ def section(result: dict) -> str:
         "mapped again). 'first item right': the resumed pipeline's first item is the one "
         "the saved pipeline yielded next. Goal: < 50 ms, no call of f for skipped datapoints.\n\n"
         f"{table(result['rows'], n)}\n\n"
-        "How each resumes: ours seeks (DataFromList: the index into the pass's order; MapData and "
-        "BatchData save nothing; LMDBData, which has no seek of its own yet, by counted replay "
-        "below the map, so f runs only for what is left); replay runs the pass again under the "
-        "wrapper and skips what had been yielded (every skipped datapoint read and mapped again); "
-        "StatefulDataLoader restores its sampler's position (see docs/resume.md).\n"
+        "How each resumes: ours seeks (DataFromList: the index into the pass's order, drawn "
+        "again from the saved generator state, so a resumed pass pays for one permutation of "
+        "its 10^6 indices as any pass does; LMDBData: its cursor put on the saved record; MapData "
+        "and BatchData save nothing); replay runs the pass again under the wrapper and skips what "
+        "had been yielded (every skipped datapoint read and mapped again); StatefulDataLoader "
+        "restores its sampler's position (see docs/resume.md).\n"
         f"{CLOSE}\n"
     )
 
