@@ -48,6 +48,8 @@ import pickle
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
+
 from ._batching import aggregate_batch
 from ._engine.job import DATA, DIED, DONE, Job
 from ._engine.map_job import (
@@ -90,6 +92,18 @@ _MAX_ATTEMPTS = 3
 _ALL_SKIPPED: Any = object()  # an ordered batch whose every datapoint failed (on_error="skip")
 
 
+def _check_restarts(value: object, who: str) -> tuple[bool, int | None]:
+    """``restart_workers``: True (no limit), False, or the restarts allowed in one pass."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value), None
+    if isinstance(value, (int, np.integer)) and value >= 0:
+        return bool(value > 0), int(value)
+    raise DataFlowArgumentError(
+        f"{who}: restart_workers must be True, False or the number of restarts allowed in a "
+        f"pass (an int >= 0), got {value!r}"
+    )
+
+
 class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
     """The consumer side shared by every parallel map (see the module doc)."""
 
@@ -128,7 +142,7 @@ class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
         self._buffer_size = check_count(buffer_size, who, "buffer_size")
         self._strict = check_flag(strict, who, "strict")
         self._ordered = check_flag(ordered, who, "ordered")
-        self._restart = check_flag(restart_workers, who, "restart_workers")
+        self._restart, self._restart_limit = _check_restarts(restart_workers, who)
         if self._restart and kind == "thread":
             raise DataFlowArgumentError(f"{who}: restart_workers applies to worker processes only")
         self._init_owner(who, seed, start_method, kind)
@@ -221,6 +235,7 @@ class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
 
     def __iter__(self) -> Iterator:
         pool = self._ensure_pool()
+        self._deaths: list[str] = []  # this pass's worker deaths (the restart budget)
         try:
             if self._strict:
                 yield from self._strict_pass(pool)
@@ -555,17 +570,37 @@ class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
     def _on_death(self, pool: Any, w: int, exitcode: int | None) -> None:
         if not self._restart:
             raise pool.died_error(w, exitcode)
+        err = pool.died_error(w, exitcode)
+        self._deaths.append(str(err))
+        limit = self._restart_limit
+        if limit is not None and len(self._deaths) > limit:
+            raise WorkerDied(
+                f"{self._who}: {len(self._deaths)} worker deaths in this pass, more than "
+                f"restart_workers={limit}: " + "; ".join(self._deaths),
+                worker=err.worker,
+                exitcode=exitcode,
+            )
         lost = sorted(self._sent[w].items())
+        poisoned = []
         for idx, _ in lost:
             self._attempts[idx] = self._attempts.get(idx, 0) + 1
             if self._attempts[idx] >= _MAX_ATTEMPTS:
-                err = pool.died_error(w, exitcode)
-                raise WorkerDied(
-                    f"{err} -- workers died {_MAX_ATTEMPTS} times while datapoint "
-                    f"#{idx - self._pass_start} was in flight; giving up",
-                    worker=err.worker,
-                    exitcode=exitcode,
-                )
+                if not self._skip_errors or (self._batch_size and self._ordered):
+                    raise WorkerDied(
+                        f"{err} -- workers died {_MAX_ATTEMPTS} times while datapoint "
+                        f"#{idx - self._pass_start} was in flight; giving up",
+                        worker=err.worker,
+                        exitcode=exitcode,
+                    )
+                poisoned.append(idx)
+        if poisoned:  # on_error="skip": a datapoint that kills its workers is skipped, counted
+            # A worker maps in order, so the first of them is the likely culprit; the others
+            # rode along in its tasks: they are sent again (one more death puts them here again).
+            culprit = poisoned[0]
+            for idx in poisoned[1:]:
+                self._attempts[idx] = _MAX_ATTEMPTS - 1
+            lost = [(idx, dp) for idx, dp in lost if idx != culprit]
+            self._skip_poisoned([culprit], str(err))
         self._sent[w] = {}
         self._load[w] = 0
         pool.restart(w)
@@ -590,6 +625,21 @@ class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
             self._sent[v].update(part)
             if self._flushed:
                 pool.send(v, (_T_FLUSH,))
+
+    def _skip_poisoned(self, idxs: list[int], death: str) -> None:
+        """Count datapoints on which workers died too often as skipped: done, with no result."""
+        for idx in idxs:
+            self._skipped.add(idx)
+            where = f"datapoint #{idx - self._pass_start} of the pass"
+            self._errors.skip(where, f"workers died {_MAX_ATTEMPTS} times on it; the last: {death}")
+            self._outstanding -= 1
+            if idx >= self._pass_start:
+                self._current -= 1
+            if self._ordered:
+                self._results[idx] = None  # _ordered_ready steps over it
+            else:
+                self._delivered.add(idx)
+        self._advance_frontier()
 
     # -- passes ------------------------------------------------------------------------------
     def _strict_pass(self, pool: Any) -> Iterator:
@@ -747,7 +797,7 @@ class MultiProcessMapData(_ParallelMap):
         *,
         ordered: bool = False,
         start_method: str | None = None,
-        restart_workers: bool = False,
+        restart_workers: bool | int = False,
         seed: int | None = None,
         on_error: str = "raise",
         max_errors: int | None = None,
@@ -761,7 +811,10 @@ class MultiProcessMapData(_ParallelMap):
             strict: each pass is exactly one upstream pass (see the module doc).
             ordered: yield in input order.
             start_method: ``"fork"``, ``"forkserver"``, ``"spawn"`` or ``None`` (the default).
-            restart_workers: replace dead workers and resend what they held.
+            restart_workers: replace dead workers and resend what they held: ``True`` without a
+                limit, or an int: the restarts allowed in one pass (past it, WorkerDied names every
+                death of the pass). A datapoint on which workers died three times raises
+                WorkerDied, or with ``on_error="skip"`` is skipped and counted.
             seed: seed for the workers' global generators (see the module doc).
             on_error, max_errors: as in :class:`MultiThreadMapData`.
         """
@@ -814,7 +867,7 @@ class MultiProcessMapAndBatchData(_ParallelMap):
         remainder: bool = False,
         ordered: bool = False,
         start_method: str | None = None,
-        restart_workers: bool = False,
+        restart_workers: bool | int = False,
         seed: int | None = None,
         on_error: str = "raise",
         max_errors: int | None = None,
