@@ -5,6 +5,7 @@ CaffeLMDB) at every k over 3 passes, and resumed passes that count what they rea
 from __future__ import annotations
 
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -39,7 +40,8 @@ def rows(n=N):
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("readers")
-    paths = {k: str(d / k) for k in ("npz", "tfrecord", "h5", "lmdb", "cache", "plain", "caffe")}
+    names = ("npz", "tfrecord", "h5", "lmdb", "cache", "plain", "caffe", "tensorpack")
+    paths = {k: str(d / k) for k in names}
     NumpySerializer.save(DataFromList(rows(), shuffle=False), paths["npz"])
     TFRecordSerializer.save(DataFromList(rows(), shuffle=False), paths["tfrecord"])
     HDF5Serializer.save(DataFromList(rows(), shuffle=False), paths["h5"], ["x", "y"])
@@ -47,6 +49,10 @@ def files(tmp_path_factory):
     DiskCacheSerializer.save(DataFromList(rows(), shuffle=False), paths["cache"])
     # A plain LMDB (no header, keys not digits-only) and a Caffe LMDB, written with lmdb itself.
     write_plain_lmdb(paths["plain"], {b"key-%03d" % i: b"value %d" % i for i in range(N)})
+    # tensorpack's layout: numbered keys and their list under __keys__ (which sorts among them).
+    tp = {b"%08d" % i: codec.dumps(row) for i, row in enumerate(rows())}
+    tp[b"__keys__"] = pickle.dumps(sorted(tp))
+    write_plain_lmdb(paths["tensorpack"], tp)
     img = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
     write_plain_lmdb(
         paths["caffe"],
@@ -68,6 +74,7 @@ READERS = {
     "lmdb-verified": lambda p, s: LMDBSerializer.load(p["lmdb"], shuffle=s, verify=True),
     "lmdbdata": lambda p, s: LMDBData(p["lmdb"], shuffle=s),
     "lmdbdata-plain": lambda p, s: LMDBData(p["plain"], shuffle=s),
+    "lmdbdata-tensorpack": lambda p, s: LMDBData(p["tensorpack"], shuffle=s),
     "lmdb-decoder": lambda p, s: LMDBDataDecoder(
         LMDBData(p["plain"], shuffle=s), lambda k, v: None if v.endswith(b"3") else [k, v]
     ),
@@ -86,6 +93,8 @@ CASES = [
     ("lmdb-decoder", True),
     ("caffe", False),
     ("caffe", True),
+    ("lmdbdata-tensorpack", False),
+    ("lmdbdata-tensorpack", True),
 ]
 
 
@@ -225,7 +234,7 @@ def test_resumed_tfrecord_pass_reads_from_the_saved_offset(files):
 
 
 @pytest.mark.parametrize("shuffle", [False, True])
-@pytest.mark.parametrize("path", ["lmdb", "plain"])
+@pytest.mark.parametrize("path", ["lmdb", "plain", "tensorpack"])
 def test_resumed_lmdbdata_pass_reads_only_the_records_left(files, path, shuffle):
     calls: list = []
 
