@@ -177,8 +177,8 @@ class HDF5Data(RNGDataFlow):
         n = self._size
         order = self.rng.permutation(n) if self.shuffle else None
         resume = self.__dict__.pop("_df_start", 0)
-        first = resume - resume % block  # the block holding the saved position
-        for start in range(first, n, block):
+        # A resumed pass's first block begins at the saved position: no row before it is read.
+        for start in range(resume, n, block):
             stop = min(start + block, n)
             if order is None:
                 sel: Any = slice(start, stop)
@@ -210,8 +210,6 @@ class HDF5Data(RNGDataFlow):
                 out = list(map(list, zip(*columns)))
             else:
                 out = [[col[i] for col in columns] for i in pos]
-            if start < resume:
-                del out[: resume - start]
             self._df_block_end = stop
             # ``yield from`` a list: the position is read off its iterator (no per-row cost).
             yield from out

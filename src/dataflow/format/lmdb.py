@@ -7,6 +7,7 @@ plain) is learnt when it is opened; the environment itself is opened in ``reset_
 
 from __future__ import annotations
 
+import base64
 import io
 import logging
 import os
@@ -309,22 +310,35 @@ class _LMDBReader(RNGDataFlow):
     # Resume: the position is how many records the pass yielded (``pos``, a local of the pass's
     # generator). A resumed pass draws the same permutation and starts at ``pos`` in it; a
     # sequential pass puts its cursor on that record (directly for LMDBSerializer's numbered keys,
-    # otherwise by stepping over keys without reading values).
+    # otherwise just after the last key it read, saved in the state: a B-tree lookup, whatever
+    # the keys; only a state without that key steps over the keys without reading values).
     def _df_save(self) -> dict:
         live_ref = self.__dict__.get("_df_live")
-        pos = _state.gen_local(live_ref() if live_ref is not None else None, "pos")
-        return {"pos": int(pos or 0), "len": len(self)}
+        live = live_ref() if live_ref is not None else None
+        pos = _state.gen_local(live, "pos")
+        state: dict[str, Any] = {"pos": int(pos or 0), "len": len(self)}
+        cursor = _state.gen_local(live, "cursor")
+        if pos and cursor is not None and self._file.layout != "dataflow":
+            state["after"] = base64.b64encode(bytes(cursor.key())).decode("ascii")
+        return state
 
     def _df_load(self, state: dict) -> None:
         self._df_start = int(state["pos"])
+        after = state.get("after")
+        self.__dict__["_df_after"] = None if after is None else base64.b64decode(after)
 
     def _df_check(self, node: dict) -> str | None:
         return _state.check_len(self, node)
 
     def _seek(self, cursor: Any, start: int) -> bool:
         """Put ``cursor`` on the ``start``-th record (bookkeeping keys not counted)."""
+        after = self.__dict__.pop("_df_after", None)
         if self._file.layout == "dataflow":
             return bool(cursor.set_range(lmdb_key(start)))
+        if after is not None:  # the record after the last one the saved pass read
+            if not cursor.set_range(after):
+                return False
+            return bytes(cursor.key()) != after or bool(cursor.next())
         if not cursor.first():
             return False
         seen = 0

@@ -79,10 +79,29 @@ class _TFRecordData(DataFlow):
         live_ref = self.__dict__.get("_df_live")
         live = live_ref() if live_ref is not None else None
         f = _state.gen_local(live, "f")
-        return {"n": int(_state.gen_local(live, "n")), "offset": int(f.tell())}
+        size = os.fstat(f.fileno()).st_size
+        return {"n": int(_state.gen_local(live, "n")), "offset": int(f.tell()), "size": size}
 
     def _df_load(self, state: dict) -> None:
         self._df_start = state
+
+    def _df_check(self, node: dict) -> str | None:
+        # An offset only means something in the file it was taken in: a file of another size
+        # (rewritten, or another file under the same name) is refused rather than read from a
+        # byte that may not begin a record.
+        state = node.get("state") or {}
+        if "size" not in state:
+            return None
+        try:
+            size = os.path.getsize(self.path)
+        except OSError as e:
+            return f"cannot read {self.path}: {e}"
+        if size != state["size"]:
+            return (
+                f"the state was saved reading {self.path} of {state['size']} bytes, the file now "
+                f"has {size}"
+            )
+        return None
 
 
 class TFRecordSerializer:
