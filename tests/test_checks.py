@@ -22,7 +22,12 @@ def test_check_flag_takes_bools_numpy_bools_and_ints_and_names_a_bad_argument():
 
 def test_check_path_takes_str_bytes_and_pathlike_and_names_a_bad_argument(tmp_path: Path):
     assert check_path(tmp_path, "X", "filename") == str(tmp_path)
-    assert check_path(str(tmp_path).encode(), "X", "filename") == str(tmp_path)
+
+    class BytesPath:
+        def __fspath__(self) -> bytes:
+            return str(tmp_path).encode()
+
+    assert check_path(BytesPath(), "X", "filename") == str(tmp_path)
     with pytest.raises(
         DataFlowArgumentError, match=r"^HDF5Data: filename must be a path, got int$"
     ):

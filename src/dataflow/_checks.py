@@ -20,7 +20,7 @@ def check_flag(value: object, who: str, arg: str) -> bool:
 
 
 def check_path(path: object, who: str, arg: str) -> str:
-    """``path`` (str, bytes path or os.PathLike) as a str."""
+    """``path`` (a str or an os.PathLike, also one whose fspath is bytes) as a str."""
     if not isinstance(path, (str, os.PathLike)):
         raise DataFlowArgumentError(f"{who}: {arg} must be a path, got {type(path).__name__}")
     path = os.fspath(path)
