@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from . import _state
+from ._checks import check_flag as _check_flag
 from .base import DataFlow, RNGDataFlow
 from .errors import DataFlowArgumentError, DataFlowError, LengthUnknownError
 
@@ -44,12 +45,6 @@ __all__ = [
 
 
 # -- argument checks ------------------------------------------------------------------------------
-
-
-def _check_flag(value: object, who: str, arg: str) -> bool:
-    if not isinstance(value, (bool, np.bool_, numbers.Integral)):
-        raise DataFlowArgumentError(f"{who}: {arg} must be a bool, got {type(value).__name__}")
-    return bool(value)
 
 
 def _check_count(value: object, who: str, arg: str) -> int:

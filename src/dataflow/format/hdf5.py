@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 
 from .. import _state, codec
+from .._checks import check_flag, check_path
 from .._lazy import require
 from ..base import RNGDataFlow
 from ..errors import DataFlowArgumentError, FormatError
-from ._common import _check_flag, _check_path
 
 #: Root attribute under which HDF5Serializer stores its header.
 HDF5_HEADER_ATTR = "dataflow_header"
@@ -71,7 +71,7 @@ class HDF5Data(RNGDataFlow):
             shuffle: yield the rows in a random order each pass.
         """
         who = "HDF5Data"
-        self.filename = _check_path(filename, who, "filename")
+        self.filename = check_path(filename, who, "filename")
         if isinstance(data_paths, str) or not isinstance(data_paths, Sequence) or not data_paths:
             raise DataFlowArgumentError(
                 f"{who}: data_paths must be a non-empty list of dataset paths, got {data_paths!r}"
@@ -80,7 +80,7 @@ class HDF5Data(RNGDataFlow):
             if not isinstance(p, str):
                 raise DataFlowArgumentError(f"{who}: data_paths holds a {type(p).__name__}: {p!r}")
         self.data_paths = list(data_paths)
-        self.shuffle = _check_flag(shuffle, who, "shuffle")
+        self.shuffle = check_flag(shuffle, who, "shuffle")
         self._file: Any = None
         h5py = require("h5py", "hdf5", who=who)
         if not os.path.exists(self.filename):

@@ -19,12 +19,12 @@ from itertools import islice
 from typing import Any
 
 from .. import _state, codec
+from .._checks import check_flag, check_path
 from .._lazy import require
 from .._lmdb_seal import Seal, check_seal
 from ..base import DataFlow, RNGDataFlow
 from ..common import MapData
 from ..errors import DataFlowArgumentError, FormatError
-from ._common import _check_flag, _check_path
 
 logger = logging.getLogger(__name__)
 
@@ -223,8 +223,8 @@ class _LMDBReader(RNGDataFlow):
 
     def __init__(self, lmdb_path: str, shuffle: bool, keys: Sequence | str | None, who: str):
         require("lmdb", "lmdb", who=who.split(".")[0])
-        self._lmdb_path = _check_path(lmdb_path, who, "lmdb_path")
-        self._shuffle = _check_flag(shuffle, who, "shuffle")
+        self._lmdb_path = check_path(lmdb_path, who, "lmdb_path")
+        self._shuffle = check_flag(shuffle, who, "shuffle")
         self._who = who
         self._file = _LMDBFile(self._lmdb_path, who)
         self._size = self._file.count
@@ -437,8 +437,8 @@ class LMDBDatapoints(_LMDBReader):
         allow_pickle: bool = False,
         verify: bool = False,
     ):
-        self._allow_pickle = _check_flag(allow_pickle, "LMDBSerializer.load", "allow_pickle")
-        self._verify = _check_flag(verify, "LMDBSerializer.load", "verify")
+        self._allow_pickle = check_flag(allow_pickle, "LMDBSerializer.load", "allow_pickle")
+        self._verify = check_flag(verify, "LMDBSerializer.load", "verify")
         super().__init__(lmdb_path, shuffle, None, "LMDBSerializer.load")
         if self._verify and self._file.layout != "dataflow":
             raise DataFlowArgumentError(

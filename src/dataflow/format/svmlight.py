@@ -8,10 +8,10 @@ from collections.abc import Iterator
 import numpy as np
 
 from .. import _state
+from .._checks import check_flag, check_path
 from .._lazy import require
 from ..base import RNGDataFlow
 from ..errors import DataFlowArgumentError, FormatError
-from ._common import _check_flag, _check_path
 
 
 class SVMLightData(_state.PositionalPass, RNGDataFlow):
@@ -30,8 +30,8 @@ class SVMLightData(_state.PositionalPass, RNGDataFlow):
             shuffle: yield the rows in a random order each pass.
         """
         who = "SVMLightData"
-        filename = _check_path(filename, who, "filename")
-        self.shuffle = _check_flag(shuffle, who, "shuffle")
+        filename = check_path(filename, who, "filename")
+        self.shuffle = check_flag(shuffle, who, "shuffle")
         datasets = require("sklearn.datasets", None, who=who)
         if not os.path.exists(filename):
             raise DataFlowArgumentError(f"{who}: {filename!r} does not exist")
