@@ -3,8 +3,9 @@
 Two pipelines over 10^6 datapoints (``shared/BENCHMARKS.md``, W9):
 
 - ``list``: ``DataFromList([[i, 0.5] ...], shuffle=True) -> MapData(f) -> BatchData(256)``;
-- ``lmdb``: ``LMDBData`` over 10^6 records (keys ``%08d``, 16-byte values; sequential read) ``->
-  MapData(f)``,
+- ``lmdb``: ``LMDBData`` over 10^6 records written by ``LMDBSerializer.save`` (keys ``%08d``;
+  sequential read) ``-> MapData(f)``, and ``lmdb-foreign``: the same over a database written with
+  the bare lmdb package (no header: LMDBData cannot know that its keys are numbered),
 
 each resumed three ways:
 
@@ -13,7 +14,7 @@ each resumed three ways:
   it resumes by counted replay: the whole pass up to the saved position runs again and is skipped;
 - ``torchdata``: torchdata's ``StatefulDataLoader`` on the equivalent torch pipeline, a map-style
   ``Dataset`` whose ``__getitem__`` applies ``f`` (``batch_size=256, shuffle=True`` for ``list``,
-  ``batch_size=None`` in key order for ``lmdb``; ``num_workers=0``), its state through
+  ``batch_size=None`` in key order for the LMDBs; ``num_workers=0``), its state through
   ``torch.save``/``torch.load`` in memory.
 
 Each (way, pipeline, round) runs in a fresh process: it builds the source data (untimed), builds
@@ -59,7 +60,7 @@ SMOKE_N = 20_000
 BATCH = 256
 AT = 0.9
 WAYS = ("ours", "replay", "torchdata")
-PIPELINES = ("list", "lmdb")
+PIPELINES = ("list", "lmdb", "lmdb-foreign")
 
 CALLS = [0]
 
@@ -73,13 +74,30 @@ def f(dp: list) -> list:
 # -- the data ----------------------------------------------------------------------------------------
 
 
-def lmdb_path(n: int) -> Path:
-    """An LMDB of ``n`` records: key ``%08d`` of i, value 16 bytes (i as 8 bytes twice); made once."""
+def lmdb_path(n: int, foreign: bool) -> Path:
+    """An LMDB of ``n`` records under keys ``%08d``, made once.
+
+    ``foreign=False``: written by ``LMDBSerializer.save`` from ``[i, 0.5]`` (our layout: LMDBData
+    knows its keys are numbered). ``foreign=True``: written with the bare lmdb package, values of
+    16 bytes (i as 8 bytes twice), no header: a database from elsewhere, whose keys LMDBData does
+    not know.
+    """
     import lmdb
 
-    path = DATA_DIR / f"records-{n}.lmdb"
-    done = path / "complete"
+    path = DATA_DIR / f"records-{n}{'-foreign' if foreign else ''}.lmdb"
+    done = DATA_DIR / f"{path.name}.complete"
     if done.exists():
+        return path
+    if not foreign:
+        from dataflow import DataFromList, LMDBSerializer
+
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            import shutil
+
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        LMDBSerializer.save(DataFromList([[i, 0.5] for i in range(n)], shuffle=False), str(path))
+        done.write_text("ok\n")
         return path
     path.mkdir(parents=True, exist_ok=True)
     env = lmdb.open(str(path), subdir=True, map_size=1 << 30, lock=True)
@@ -116,7 +134,8 @@ def ours_pipeline(kind: str, n: int, wrapped: bool) -> Any:
     if kind == "list":
         ds = BatchData(MapData(DataFromList([[i, 0.5] for i in range(n)], shuffle=True), f), BATCH)
     else:
-        ds = MapData(LMDBData(str(lmdb_path(n)), shuffle=False), lambda dp: f([dp[0], len(dp[1])]))
+        path = str(lmdb_path(n, foreign=kind == "lmdb-foreign"))
+        ds = MapData(LMDBData(path, shuffle=False), lambda dp: f([dp[0], len(dp[1])]))
     if not wrapped:
         return ds
 
@@ -205,9 +224,11 @@ def run_torchdata(kind: str, n: int) -> dict:
     else:
         import lmdb
 
-        path = str(lmdb_path(n))
+        path = str(lmdb_path(n, foreign=kind == "lmdb-foreign"))
 
-        env = lmdb.open(path, readonly=True, lock=False, readahead=True)  # one a process
+        env = lmdb.open(
+            path, subdir=os.path.isdir(path), readonly=True, lock=False, readahead=True
+        )  # one a process
 
         class LMDBDataset(Dataset):
             txn: Any = None
@@ -339,6 +360,7 @@ def fmt_ms(row: dict) -> str:
 TITLES = {
     "list": "DataFromList(10^6 [i, 0.5], shuffle) -> MapData -> BatchData(256)",
     "lmdb": "LMDBData(10^6 records, sequential) -> MapData",
+    "lmdb-foreign": "the same over a database not written by LMDBSerializer",
 }
 WAY_NAMES = {
     "ours": "ours (state_dict)",
