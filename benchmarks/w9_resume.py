@@ -349,12 +349,17 @@ def summarize(records: list[dict]) -> list[dict]:
     return rows
 
 
+def ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.3g}" if value < 1000 else f"{value:,.0f}"
+
+
 def fmt_ms(row: dict) -> str:
     if row["ms_median"] is None:
         return "-"
     med, lo, hi = row["ms_median"], row["ms_min"], row["ms_max"]
-    one = f"{med:,.3g}" if med < 1000 else f"{med:,.0f}"
-    return one if row["rounds"] == 1 or lo == hi else f"{one} ({lo:,.3g}-{hi:,.3g})"
+    return ms(med) if row["rounds"] == 1 or lo == hi else f"{ms(med)} ({ms(lo)}-{ms(hi)})"
 
 
 TITLES = {
@@ -385,8 +390,7 @@ def table(rows: list[dict], n: int) -> str:
             ratio = f"{row['ms_median'] / ours['ms_median']:,.3g}x"
         calls = ", ".join(f"{c:,}" for c in row["calls"]) or "-"
         size = f"{row['state_bytes']:,}" if row["state_bytes"] is not None else "-"
-        cpu = f"{row['cpu_ms_median']:,.3g}" if row["cpu_ms_median"] is not None else "-"
-        fresh = f"{row['fresh_ms_median']:,.3g}" if row["fresh_ms_median"] is not None else "-"
+        cpu, fresh = ms(row["cpu_ms_median"]), ms(row["fresh_ms_median"])
         right = "yes" if row["exact"] else "NO (" + ", ".join(row["status"]) + ")"
         lines.append(
             f"| {TITLES[row['pipeline']].replace('10^6', f'{n:,}')} | {WAY_NAMES[row['way']]} | "
@@ -418,8 +422,9 @@ def section(result: dict) -> str:
         f"{table(result['rows'], n)}\n\n"
         "How each resumes: ours seeks (DataFromList: the index into the pass's order, drawn "
         "again from the saved generator state, so a resumed pass pays for one permutation of "
-        "its 10^6 indices as any pass does; LMDBData: its cursor put on the saved record; MapData "
-        "and BatchData save nothing); replay runs the pass again under the wrapper and skips what "
+        "its 10^6 indices as any pass does; LMDBData: its cursor put on the saved record, directly "
+        "in a file LMDBSerializer wrote, by stepping over the keys before it (values not read) in "
+        "another database; MapData and BatchData save nothing); replay runs the pass again under the wrapper and skips what "
         "had been yielded (every skipped datapoint read and mapped again); StatefulDataLoader "
         "restores its sampler's position (see docs/resume.md).\n"
         f"{CLOSE}\n"
@@ -448,7 +453,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pipelines", default=",".join(PIPELINES))
     parser.add_argument("--out", default=str(HERE / "results"))
     parser.add_argument("--publish", action="store_true", help="write the rows into docs")
+    parser.add_argument("--render", help="a run's JSON: print (and --publish) its section again")
     args = parser.parse_args(argv)
+
+    if args.render:
+        saved = json.loads(Path(args.render).read_text())
+        saved["rows"] = summarize(saved["records"])
+        text = section(saved)
+        print(text)
+        if args.publish:
+            publish(text)
+        return 0
 
     if args.case:
         way, kind = args.case.split(":")
