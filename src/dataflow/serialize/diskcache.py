@@ -69,7 +69,7 @@ def _open(path: str, allow_pickle: bool, who: str) -> Any:
     return diskcache.Cache(path, eviction_policy="none", disk=disk)
 
 
-class _DiskCacheData(RNGDataFlow):
+class _DiskCacheData(_state.PositionalPass, RNGDataFlow):
     """The datapoints of a diskcache directory, decoded; ``len`` is their number."""
 
     def __init__(
@@ -123,18 +123,7 @@ class _DiskCacheData(RNGDataFlow):
         finally:
             cache.close()
 
-    # Resume: the position is the index into the pass's order (``pos``, a local of the pass's
-    # generator); a resumed pass draws the same order and starts there.
-    def _df_save(self) -> dict:
-        live_ref = self.__dict__.get("_df_live")
-        pos = _state.gen_local(live_ref() if live_ref is not None else None, "pos")
-        return {"pos": int(pos) + 1, "len": len(self)}
-
-    def _df_load(self, state: dict) -> None:
-        self._df_start = int(state["pos"])
-
-    def _df_check(self, node: dict) -> str | None:
-        return _state.check_len(self, node)
+    _df_save = _state.PositionalPass._df_save  # its pass: ``pos`` above
 
 
 class DiskCacheSerializer:

@@ -26,7 +26,7 @@ from ._common import (
 __all__ = ["NumpySerializer"]
 
 
-class _NpzData(RNGDataFlow):
+class _NpzData(_state.PositionalPass, RNGDataFlow):
     """The datapoints of an ``.npz`` written by NumpySerializer, decoded one at a time."""
 
     def __init__(self, path: str, data: np.ndarray, offsets: np.ndarray, shuffle: bool) -> None:
@@ -52,18 +52,7 @@ class _NpzData(RNGDataFlow):
                 raise FormatError(f"{self.path}: datapoint {i} cannot be decoded: {e}") from e
             yield dp
 
-    # Resume: the position is the index into the pass's order (``pos``, a local of the pass's
-    # generator); a resumed pass draws the same order and starts there.
-    def _df_save(self) -> dict:
-        live_ref = self.__dict__.get("_df_live")
-        pos = _state.gen_local(live_ref() if live_ref is not None else None, "pos")
-        return {"pos": int(pos) + 1, "len": len(self)}
-
-    def _df_load(self, state: dict) -> None:
-        self._df_start = int(state["pos"])
-
-    def _df_check(self, node: dict) -> str | None:
-        return _state.check_len(self, node)
+    _df_save = _state.PositionalPass._df_save  # its pass: ``pos`` above
 
 
 class NumpySerializer:
