@@ -3,8 +3,9 @@
 Two pipelines over 10^6 datapoints (``shared/BENCHMARKS.md``, W9):
 
 - ``list``: ``DataFromList([[i, 0.5] ...], shuffle=True) -> MapData(f) -> BatchData(256)``;
-- ``lmdb``: ``LMDBData`` over 10^6 records (keys ``%08d``, 16-byte values; sequential read) ``->
-  MapData(f)``,
+- ``lmdb``: ``LMDBData`` over 10^6 records written by ``LMDBSerializer.save`` (keys ``%08d``;
+  sequential read) ``-> MapData(f)``, and ``lmdb-foreign``: the same over a database written with
+  the bare lmdb package (no header: LMDBData cannot know that its keys are numbered),
 
 each resumed three ways:
 
@@ -13,7 +14,7 @@ each resumed three ways:
   it resumes by counted replay: the whole pass up to the saved position runs again and is skipped;
 - ``torchdata``: torchdata's ``StatefulDataLoader`` on the equivalent torch pipeline, a map-style
   ``Dataset`` whose ``__getitem__`` applies ``f`` (``batch_size=256, shuffle=True`` for ``list``,
-  ``batch_size=None`` in key order for ``lmdb``; ``num_workers=0``), its state through
+  ``batch_size=None`` in key order for the LMDBs; ``num_workers=0``), its state through
   ``torch.save``/``torch.load`` in memory.
 
 Each (way, pipeline, round) runs in a fresh process: it builds the source data (untimed), builds
@@ -35,6 +36,7 @@ case crashed or resumed at the wrong item.
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import json
 import os
@@ -58,7 +60,7 @@ SMOKE_N = 20_000
 BATCH = 256
 AT = 0.9
 WAYS = ("ours", "replay", "torchdata")
-PIPELINES = ("list", "lmdb")
+PIPELINES = ("list", "lmdb", "lmdb-foreign")
 
 CALLS = [0]
 
@@ -72,13 +74,30 @@ def f(dp: list) -> list:
 # -- the data ----------------------------------------------------------------------------------------
 
 
-def lmdb_path(n: int) -> Path:
-    """An LMDB of ``n`` records: key ``%08d`` of i, value 16 bytes (i as 8 bytes twice); made once."""
+def lmdb_path(n: int, foreign: bool) -> Path:
+    """An LMDB of ``n`` records under keys ``%08d``, made once.
+
+    ``foreign=False``: written by ``LMDBSerializer.save`` from ``[i, 0.5]`` (our layout: LMDBData
+    knows its keys are numbered). ``foreign=True``: written with the bare lmdb package, values of
+    16 bytes (i as 8 bytes twice), no header: a database from elsewhere, whose keys LMDBData does
+    not know.
+    """
     import lmdb
 
-    path = DATA_DIR / f"records-{n}.lmdb"
-    done = path / "complete"
+    path = DATA_DIR / f"records-{n}{'-foreign' if foreign else ''}.lmdb"
+    done = DATA_DIR / f"{path.name}.complete"
     if done.exists():
+        return path
+    if not foreign:
+        from dataflow import DataFromList, LMDBSerializer
+
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            import shutil
+
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        LMDBSerializer.save(DataFromList([[i, 0.5] for i in range(n)], shuffle=False), str(path))
+        done.write_text("ok\n")
         return path
     path.mkdir(parents=True, exist_ok=True)
     env = lmdb.open(str(path), subdir=True, map_size=1 << 30, lock=True)
@@ -115,7 +134,8 @@ def ours_pipeline(kind: str, n: int, wrapped: bool) -> Any:
     if kind == "list":
         ds = BatchData(MapData(DataFromList([[i, 0.5] for i in range(n)], shuffle=True), f), BATCH)
     else:
-        ds = MapData(LMDBData(str(lmdb_path(n)), shuffle=False), lambda dp: f([dp[0], len(dp[1])]))
+        path = str(lmdb_path(n, foreign=kind == "lmdb-foreign"))
+        ds = MapData(LMDBData(path, shuffle=False), lambda dp: f([dp[0], len(dp[1])]))
     if not wrapped:
         return ds
 
@@ -150,13 +170,27 @@ def run_ours(kind: str, n: int, wrapped: bool) -> dict:
     again = ours_pipeline(kind, n, wrapped)
     loaded = json.loads(state)
     CALLS[0] = 0
-    t0 = time.perf_counter()
+    gc.collect()  # no collection of the first pipeline's garbage inside the span
+    t0, c0 = time.perf_counter(), time.process_time()
     again.load_state_dict(loaded)
     first = next(iter(again))
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     calls = CALLS[0]
     again.close()
-    return {"s": t1 - t0, "calls": calls, "ok": canon(first) == expected, "state_bytes": len(state)}
+    fresh = ours_pipeline(kind, n, wrapped)  # the same start without a state: a new pass
+    gc.collect()
+    t2 = time.perf_counter()
+    next(iter(fresh))
+    fresh_s = time.perf_counter() - t2
+    fresh.close()
+    return {
+        "s": t1 - t0,
+        "cpu_s": c1 - c0,
+        "fresh_s": fresh_s,
+        "calls": calls,
+        "ok": canon(first) == expected,
+        "state_bytes": len(state),
+    }
 
 
 # -- torchdata -----------------------------------------------------------------------------------------
@@ -190,9 +224,11 @@ def run_torchdata(kind: str, n: int) -> dict:
     else:
         import lmdb
 
-        path = str(lmdb_path(n))
+        path = str(lmdb_path(n, foreign=kind == "lmdb-foreign"))
 
-        env = lmdb.open(path, readonly=True, lock=False, readahead=True)  # one a process
+        env = lmdb.open(
+            path, subdir=os.path.isdir(path), readonly=True, lock=False, readahead=True
+        )  # one a process
 
         class LMDBDataset(Dataset):
             txn: Any = None
@@ -221,13 +257,21 @@ def run_torchdata(kind: str, n: int) -> dict:
     buf.seek(0)
     loaded = torch.load(buf, weights_only=False)
     CALLS[0] = 0
-    t0 = time.perf_counter()
+    gc.collect()  # no collection of the first pipeline's garbage inside the span
+    t0, c0 = time.perf_counter(), time.process_time()
     again.load_state_dict(loaded)
     first = next(iter(again))
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
+    calls = CALLS[0]
+    gc.collect()
+    t2 = time.perf_counter()
+    next(iter(build()))  # the same start without a state: a new epoch
+    fresh_s = time.perf_counter() - t2
     return {
         "s": t1 - t0,
-        "calls": CALLS[0],
+        "cpu_s": c1 - c0,
+        "fresh_s": fresh_s,
+        "calls": calls,
         "ok": canon(first) == expected,
         "state_bytes": buf.tell(),
     }
@@ -290,6 +334,12 @@ def summarize(records: list[dict]) -> list[dict]:
                     "ms_median": statistics.median(ms) if ms else None,
                     "ms_min": min(ms) if ms else None,
                     "ms_max": max(ms) if ms else None,
+                    "cpu_ms_median": statistics.median(1000 * r["cpu_s"] for r in ok)
+                    if ok
+                    else None,
+                    "fresh_ms_median": statistics.median(1000 * r["fresh_s"] for r in ok)
+                    if ok
+                    else None,
                     "calls": sorted({r["calls"] for r in ok}),
                     "state_bytes": max((r["state_bytes"] for r in ok), default=None),
                     "exact": bool(ok) and all(r["ok"] for r in ok) and len(ok) == len(got),
@@ -299,17 +349,23 @@ def summarize(records: list[dict]) -> list[dict]:
     return rows
 
 
+def ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.3g}" if value < 1000 else f"{value:,.0f}"
+
+
 def fmt_ms(row: dict) -> str:
     if row["ms_median"] is None:
         return "-"
     med, lo, hi = row["ms_median"], row["ms_min"], row["ms_max"]
-    one = f"{med:,.3g}" if med < 1000 else f"{med:,.0f}"
-    return one if row["rounds"] == 1 or lo == hi else f"{one} ({lo:,.3g}-{hi:,.3g})"
+    return ms(med) if row["rounds"] == 1 or lo == hi else f"{ms(med)} ({ms(lo)}-{ms(hi)})"
 
 
 TITLES = {
     "list": "DataFromList(10^6 [i, 0.5], shuffle) -> MapData -> BatchData(256)",
     "lmdb": "LMDBData(10^6 records, sequential) -> MapData",
+    "lmdb-foreign": "the same over a database not written by LMDBSerializer",
 }
 WAY_NAMES = {
     "ours": "ours (state_dict)",
@@ -321,8 +377,9 @@ WAY_NAMES = {
 def table(rows: list[dict], n: int) -> str:
     lines = [
         f"| pipeline ({n:,} datapoints) | resumed by | load_state_dict -> first item, ms | "
-        "ours faster | calls of f in that span | state bytes | first item right |",
-        "|---|---|---|---|---|---|---|",
+        "ours faster | CPU ms (process) | a fresh pass's first item, ms | calls of f in that span | state bytes | "
+        "first item right |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         ours = next(
@@ -333,10 +390,11 @@ def table(rows: list[dict], n: int) -> str:
             ratio = f"{row['ms_median'] / ours['ms_median']:,.3g}x"
         calls = ", ".join(f"{c:,}" for c in row["calls"]) or "-"
         size = f"{row['state_bytes']:,}" if row["state_bytes"] is not None else "-"
+        cpu, fresh = ms(row["cpu_ms_median"]), ms(row["fresh_ms_median"])
         right = "yes" if row["exact"] else "NO (" + ", ".join(row["status"]) + ")"
         lines.append(
             f"| {TITLES[row['pipeline']].replace('10^6', f'{n:,}')} | {WAY_NAMES[row['way']]} | "
-            f"{fmt_ms(row)} | {ratio} | {calls} | {size} | {right} |"
+            f"{fmt_ms(row)} | {ratio} | {cpu} | {fresh} | {calls} | {size} | {right} |"
         )
     return "\n".join(lines)
 
@@ -355,15 +413,18 @@ def section(result: dict) -> str:
         f"{v.get('torchdata', '-')}.{skipped}\n\n"
         "A state is saved at 90% of a pass; a fresh identical pipeline is built (untimed); the "
         "time is `load_state_dict(state)` plus the first `next()`, median (min-max) over "
-        "rounds. 'calls of f': how many times the user function ran in that span (the first item "
+        "rounds; 'CPU ms': the same span in the process's CPU time (steadier when other jobs take "
+        "the cores). 'calls of f': how many times the user function ran in that span (the first item "
         "itself needs 256 for a batch, 1 for a datapoint; more means skipped datapoints were "
         "mapped again). 'first item right': the resumed pipeline's first item is the one "
-        "the saved pipeline yielded next. Goal: < 50 ms, no call of f for skipped datapoints.\n\n"
+        "the saved pipeline yielded next. 'a fresh pass's first item': the same pipeline's first "
+        "item without a state (median), what any pass's start costs. Goal: < 50 ms, no call of f for skipped datapoints.\n\n"
         f"{table(result['rows'], n)}\n\n"
         "How each resumes: ours seeks (DataFromList: the index into the pass's order, drawn "
         "again from the saved generator state, so a resumed pass pays for one permutation of "
-        "its 10^6 indices as any pass does; LMDBData: its cursor put on the saved record; MapData "
-        "and BatchData save nothing); replay runs the pass again under the wrapper and skips what "
+        "its 10^6 indices as any pass does; LMDBData: its cursor put on the saved record, directly "
+        "in a file LMDBSerializer wrote, by stepping over the keys before it (values not read) in "
+        "another database; MapData and BatchData save nothing); replay runs the pass again under the wrapper and skips what "
         "had been yielded (every skipped datapoint read and mapped again); StatefulDataLoader "
         "restores its sampler's position (see docs/resume.md).\n"
         f"{CLOSE}\n"
@@ -392,7 +453,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pipelines", default=",".join(PIPELINES))
     parser.add_argument("--out", default=str(HERE / "results"))
     parser.add_argument("--publish", action="store_true", help="write the rows into docs")
+    parser.add_argument("--render", help="a run's JSON: print (and --publish) its section again")
     args = parser.parse_args(argv)
+
+    if args.render:
+        saved = json.loads(Path(args.render).read_text())
+        saved["rows"] = summarize(saved["records"])
+        text = section(saved)
+        print(text)
+        if args.publish:
+            publish(text)
+        return 0
 
     if args.case:
         way, kind = args.case.split(":")
