@@ -11,10 +11,14 @@ import pytest
 import dataflow
 from dataflow import (
     DataFromList,
+    DiskCacheSerializer,
     HDF5Data,
+    HDF5Serializer,
     LMDBData,
     LMDBSerializer,
+    NumpySerializer,
     SVMLightData,
+    TFRecordSerializer,
     codec,
 )
 from resume_check import check_resume, save_after
@@ -40,9 +44,17 @@ def files(tmp_path_factory):
     with h5py.File(h5, "w") as f:
         f["x"] = np.arange(N * 2, dtype=np.float32).reshape(N, 2)
         f["y"] = np.arange(N, dtype=np.int64)
+    for name, ser in (("npz", NumpySerializer), ("tfrecord", TFRecordSerializer)):
+        ser.save(DataFromList(dps, shuffle=False), str(root / name))
+    HDF5Serializer.save(
+        DataFromList([[np.float32(i), i] for i in range(N)], shuffle=False),
+        str(root / "ser.h5"),
+        ["a", "b"],
+    )
+    DiskCacheSerializer.save(DataFromList(dps, shuffle=False), str(root / "cache"))
     svm = root / "data.svm"
     svm.write_text("".join(f"{i % 3} 1:{i} 4:{i / 2}\n" for i in range(N)))
-    return {"ours": ours, "plain": plain, "h5": h5, "svm": str(svm)}
+    return {"ours": ours, "plain": plain, "h5": h5, "svm": str(svm), "root": root}
 
 
 READERS = {
@@ -56,6 +68,10 @@ READERS = {
     "hdf5": lambda f: HDF5Data(f["h5"], ["x", "y"], shuffle=False),
     "hdf5-shuffle": lambda f: HDF5Data(f["h5"], ["x", "y"], shuffle=True),
     "svmlight": lambda f: SVMLightData(f["svm"], shuffle=True),
+    "numpy": lambda f: NumpySerializer.load(str(f["root"] / "npz"), shuffle=True),
+    "tfrecord": lambda f: TFRecordSerializer.load(str(f["root"] / "tfrecord")),
+    "hdf5-serializer": lambda f: HDF5Serializer.load(str(f["root"] / "ser.h5"), ["a", "b"]),
+    "diskcache": lambda f: DiskCacheSerializer.load(str(f["root"] / "cache"), shuffle=True),
 }
 
 
@@ -85,3 +101,16 @@ def test_lmdb_resume_decodes_only_what_is_left(files, monkeypatch, shuffle):
     ds.load_state_dict(state)
     assert len(list(ds)) == N - 20
     assert len(decoded) == N - 20  # the 20 read before were not read again
+
+
+def test_tfrecord_resume_seeks_to_the_byte_offset(files):
+    _, state = save_after(TFRecordSerializer.load(str(files["root"] / "tfrecord")), 9)
+    node = state["pipeline"]
+    assert node["state"]["n"] == 9 and node["state"]["offset"] > 0
+
+
+@pytest.mark.parametrize("name", sorted(READERS))
+def test_every_reader_seeks_rather_than_replays(files, name):
+    from dataflow import _state
+
+    assert _state.kind(type(READERS[name](files))) == "native"

@@ -14,7 +14,7 @@ from ..errors import DataFlowArgumentError, FormatError
 from ._common import _check_flag, _check_path
 
 
-class SVMLightData(RNGDataFlow):
+class SVMLightData(_state.PositionalPass, RNGDataFlow):
     """Read ``X, y`` from an SVMlight / libsvm file and yield ``[X_i, y_i]`` pairs.
 
     ``X_i`` is a dense float64 row (1-D array of the file's number of features), ``y_i`` a float64
@@ -61,13 +61,4 @@ class SVMLightData(RNGDataFlow):
             row[indices[a:b]] = values[a:b]
             yield [row, y[i]]
 
-    def _df_save(self) -> dict:
-        live_ref = self.__dict__.get("_df_live")
-        pos = _state.gen_local(live_ref() if live_ref is not None else None, "pos")
-        return {"pos": int(pos) + 1, "len": len(self)}
-
-    def _df_load(self, state: dict) -> None:
-        self._df_start = int(state["pos"])
-
-    def _df_check(self, node: dict) -> str | None:
-        return _state.check_len(self, node)
+    _df_save = _state.PositionalPass._df_save  # its pass: ``pos`` above
