@@ -45,6 +45,11 @@ PEERS: dict[str, tuple[list[str], str]] = {
         ["torch==2.13.0"],
         "import torch; v = torch.__version__; assert torch.version.cuda is None, 'CUDA build'",
     ),
+    # W9 only (resume cost): torchdata's StatefulDataLoader, on the torch above
+    "torchdata": (
+        ["torch==2.13.0", "torchdata==0.11.0"],
+        "import torchdata.stateful_dataloader, importlib.metadata as m; v = m.version('torchdata')",
+    ),
     "grain": (["grain==0.2.18"], "import grain, importlib.metadata as m; v = m.version('grain')"),
     "spdl": (
         ["spdl==0.8.0"],
@@ -135,7 +140,7 @@ def setup(
             continue
         print(f"installing {name}: {' '.join(reqs)}", flush=True)
         ok, out = True, ""
-        if name == "torch":
+        if name in ("torch", "torchdata"):
             ok, out = _torch_is_cpu_only(py, reqs)
         if ok:
             ok, out = _run(_pip(py, "install", "--only-binary=:all:", *reqs))

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import codec
+from .. import _state, codec
 from .._lazy import require
 from ..base import RNGDataFlow
 from ..errors import DataFlowArgumentError, FormatError
@@ -176,7 +176,9 @@ class HDF5Data(RNGDataFlow):
         dsets, convs, block = self._readers()
         n = self._size
         order = self.rng.permutation(n) if self.shuffle else None
-        for start in range(0, n, block):
+        resume = self.__dict__.pop("_df_start", 0)
+        first = resume - resume % block  # the block holding the saved position
+        for start in range(first, n, block):
             stop = min(start + block, n)
             if order is None:
                 sel: Any = slice(start, stop)
@@ -205,10 +207,29 @@ class HDF5Data(RNGDataFlow):
                         raise FormatError(f"{self.filename}: bad rows in {p!r}: {e}") from e
                 columns.append(rows)
             if pos is None:
-                yield from map(list, zip(*columns))
+                out = list(map(list, zip(*columns)))
             else:
-                for i in pos:
-                    yield [col[i] for col in columns]
+                out = [[col[i] for col in columns] for i in pos]
+            if start < resume:
+                del out[: resume - start]
+            self._df_block_end = stop
+            # ``yield from`` a list: the position is read off its iterator (no per-row cost).
+            yield from out
+
+    _df_block_end = 0
+
+    def _df_save(self) -> dict:
+        live_ref = self.__dict__.get("_df_live")
+        it = live_ref() if live_ref is not None else None
+        left = getattr(it, "gi_yieldfrom", None)
+        pos = self._df_block_end - (_state.remaining(left) if left is not None else 0)
+        return {"pos": pos, "len": len(self)}
+
+    def _df_load(self, state: dict) -> None:
+        self._df_start = int(state["pos"])
+
+    def _df_check(self, node: dict) -> str | None:
+        return _state.check_len(self, node)
 
 
 def _h5_is_str(dset: Any) -> bool:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from itertools import islice
 from typing import Any
 
-from .. import codec
+from .. import _state, codec
 from .._lazy import require
 from .._lmdb_seal import Seal, check_seal
 from ..base import DataFlow, RNGDataFlow
@@ -300,11 +300,41 @@ class _LMDBReader(RNGDataFlow):
         state["_env"] = None  # a handle cannot cross a process boundary; reset_state reopens
         return state
 
-    def _shuffled_keys(self) -> Iterator[bytes]:
+    def _shuffled_keys(self, start: int = 0) -> Iterator[bytes]:
         if self.keys is not None:
             keys = self.keys
-            return map(keys.__getitem__, self.rng.permutation(len(keys)).tolist())
-        return map(lmdb_key, self.rng.permutation(self._size).tolist())
+            return map(keys.__getitem__, self.rng.permutation(len(keys)).tolist()[start:])
+        return map(lmdb_key, self.rng.permutation(self._size).tolist()[start:])
+
+    # Resume: the position is how many records the pass yielded (``pos``, a local of the pass's
+    # generator). A resumed pass draws the same permutation and starts at ``pos`` in it; a
+    # sequential pass puts its cursor on that record (directly for LMDBSerializer's numbered keys,
+    # otherwise by stepping over keys without reading values).
+    def _df_save(self) -> dict:
+        live_ref = self.__dict__.get("_df_live")
+        pos = _state.gen_local(live_ref() if live_ref is not None else None, "pos")
+        return {"pos": int(pos or 0), "len": len(self)}
+
+    def _df_load(self, state: dict) -> None:
+        self._df_start = int(state["pos"])
+
+    def _df_check(self, node: dict) -> str | None:
+        return _state.check_len(self, node)
+
+    def _seek(self, cursor: Any, start: int) -> bool:
+        """Put ``cursor`` on the ``start``-th record (bookkeeping keys not counted)."""
+        if self._file.layout == "dataflow":
+            return bool(cursor.set_range(lmdb_key(start)))
+        if not cursor.first():
+            return False
+        seen = 0
+        for k in cursor.iternext(keys=True, values=False):
+            if k[:2] == b"__" and k in _META_KEYS:
+                continue
+            if seen == start:
+                return True
+            seen += 1
+        return False
 
     def _key_error(self, key: bytes) -> FormatError:
         return FormatError(f"{self._lmdb_path}: key {key!r} not found in the database")
@@ -345,20 +375,28 @@ class LMDBData(_LMDBReader):
         super().__init__(lmdb_path, shuffle, keys, "LMDBData")
 
     def __iter__(self) -> Iterator[list[bytes]]:
+        pos = start = self.__dict__.pop("_df_start", 0)
         with self._env.begin() as txn:
             if not self._shuffle:
                 meta = _META_KEYS
-                for k, v in txn.cursor():
+                cursor = txn.cursor()
+                if start and not self._seek(cursor, start):
+                    return
+                for k, v in cursor.iternext() if start else cursor:
                     if k[:2] == b"__" and k in meta:
                         continue
+                    pos += 1
                     yield [k, v]
             else:
                 get = txn.get
-                for k in self._shuffled_keys():
+                for k in self._shuffled_keys(start):
                     v = get(k)
                     if v is None:
                         raise self._key_error(k)
+                    pos += 1
                     yield [k, v]
+
+    _df_save = _LMDBReader._df_save
 
 
 class LMDBDatapoints(_LMDBReader):
@@ -420,21 +458,28 @@ class LMDBDatapoints(_LMDBReader):
 
     def __iter__(self) -> Iterator[Any]:
         decode = self._decoder()
+        pos = start = self.__dict__.pop("_df_start", 0)
         if self._verify:
-            yield from self._iter_verified(decode)
+            for dp in self._iter_verified(decode, start):
+                pos += 1
+                yield dp
             return
         with self._env.begin(buffers=self._buffers) as txn:
             if not self._shuffle:
                 cursor = txn.cursor()
-                values = islice(cursor.iternext(keys=False, values=True), self._size)
+                if start and not self._seek(cursor, start):
+                    return
+                values = islice(cursor.iternext(keys=False, values=True), self._size - start)
                 try:
                     for v in values:
-                        yield decode(v)
+                        dp = decode(v)
+                        pos += 1
+                        yield dp
                 except Exception as e:
                     raise self._record_error(bytes(cursor.key()), e) from e
             else:
                 get = txn.get
-                for k in self._shuffled_keys():
+                for k in self._shuffled_keys(start):
                     v = get(k)
                     if v is None:
                         raise self._key_error(k)
@@ -442,17 +487,20 @@ class LMDBDatapoints(_LMDBReader):
                         dp = decode(v)
                     except Exception as e:
                         raise self._record_error(k, e) from e
+                    pos += 1
                     yield dp
 
-    def _iter_verified(self, decode: Callable[[Any], Any]) -> Iterator[Any]:
+    _df_save = _LMDBReader._df_save
+
+    def _iter_verified(self, decode: Callable[[Any], Any], start: int = 0) -> Iterator[Any]:
         seal = self._file.seal
         assert seal is not None  # a "dataflow" layout always has one (checked at open)
         crcs = seal.record_crcs()
         crc32 = zlib.crc32
         if self._shuffle:
-            order: Iterator[int] = iter(self.rng.permutation(self._size).tolist())
+            order: Iterator[int] = iter(self.rng.permutation(self._size).tolist()[start:])
         else:
-            order = iter(range(self._size))
+            order = iter(range(start, self._size))
         with self._env.begin(buffers=self._buffers) as txn:
             get = txn.get
             for i in order:

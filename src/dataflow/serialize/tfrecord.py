@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import codec
+from .. import _state, codec
 from .._tfrecord import iter_records, write_record
 from ..base import DataFlow
 from ..common import FixedSizeData
@@ -50,11 +50,14 @@ class _TFRecordData(DataFlow):
             f = open(self.path, "rb")
         except OSError as e:
             raise FormatError(f"{self.path}: cannot open: {e}") from e
+        resume = self.__dict__.pop("_df_start", None)
         with f:
+            if resume is not None:  # a saved position: the byte offset after record n
+                f.seek(resume["offset"])
             records = iter_records(f, self.path)
-            if self._count is not None:
+            if self._count is not None and resume is None:
                 next(records, None)  # the header, checked by load()
-            n = 0
+            n = 0 if resume is None else resume["n"]
             for record in records:
                 try:
                     dp = decode(record)
@@ -69,6 +72,17 @@ class _TFRecordData(DataFlow):
                     f"{self.path}: holds {n} datapoints but its header says {self._count} "
                     "(a truncated or altered file)"
                 )
+
+    # Resume: the byte offset after the last record yielded (the file is read sequentially),
+    # and that record's number; a resumed pass seeks there.
+    def _df_save(self) -> dict:
+        live_ref = self.__dict__.get("_df_live")
+        live = live_ref() if live_ref is not None else None
+        f = _state.gen_local(live, "f")
+        return {"n": int(_state.gen_local(live, "n")), "offset": int(f.tell())}
+
+    def _df_load(self, state: dict) -> None:
+        self._df_start = state
 
 
 class TFRecordSerializer:
