@@ -54,6 +54,7 @@ from ._batching import aggregate_batch
 from ._engine.job import DATA, DIED, DONE, Job
 from ._engine.map_job import (
     _R_BATCH,
+    _R_BUSY,
     _R_CHUNK,
     _R_DROPPED,
     _R_LEFTOVER,
@@ -155,6 +156,19 @@ class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
         """Datapoints dropped because ``map_func`` raised on them (``on_error="skip"``)."""
         return self._errors.skipped
 
+    def _df_stats_extra(self) -> dict:
+        """Worker figures for ``stats()`` (dataflow._stats)."""
+        if "_busy_ns" not in self.__dict__:  # no pool yet
+            return {"workers": self._num_workers}
+        return {
+            "workers": self._num_workers,
+            "busy_ns": list(self._busy_ns),
+            "in_flight": self._outstanding,
+            "capacity": self._capacity(),
+            "restarts": self._restarts,
+            "skipped": self.errors_skipped,
+        }
+
     # -- lifecycle ---------------------------------------------------------------------------
     def reset_state(self) -> None:
         self.ds.reset_state()
@@ -193,6 +207,8 @@ class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
         self._next_idx = 0  # every dispatched datapoint gets the next index
         self._pass_start = 0  # indices below belong to an abandoned pass
         self._load = [0] * n  # datapoints in flight per worker
+        self._busy_ns = [0] * n  # stats: time each worker spent on tasks, as it reports
+        self._restarts = 0  # stats: workers replaced
         self._sent: list[dict[int, Any]] = [{} for _ in range(n)]  # restart_workers: the data
         self._attempts: dict[int, int] = {}
         self._current = 0  # datapoints of the current pass in flight
@@ -454,6 +470,9 @@ class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
         groups: list[Any] = []  # unordered: the indices behind each output (for resume)
         for result in payload:
             tag = result[0]
+            if tag == _R_BUSY:
+                self._busy_ns[w] += result[1]
+                continue
             if tag == _R_SKIPPED:
                 _, idxs, tbs, accounted = result
                 if accounted and not self._finished(w, idxs):
@@ -604,6 +623,7 @@ class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
         self._sent[w] = {}
         self._load[w] = 0
         pool.restart(w)
+        self._restarts += 1
         stale = [idx for idx, _ in lost if idx < self._pass_start]
         self._outstanding -= len(stale)  # an abandoned pass needs them no more
         lost = [(idx, dp) for idx, dp in lost if idx >= self._pass_start]

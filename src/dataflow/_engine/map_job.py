@@ -9,6 +9,7 @@ consumer can order them, count them exactly once, and resend what a dead worker 
 from __future__ import annotations
 
 import pickle
+import time
 import traceback
 from typing import Any
 
@@ -30,6 +31,7 @@ _R_LEFTOVER = 3  # (tag, [idx...], [dp...]): a partial batch, unstacked (flush)
 _R_ORDERED = 4  # (tag, batch_id, idxs, batch | None)
 _R_SKIPPED = 5  # (tag, [idx...], [traceback...], accounted): on_error="skip" failures; accounted
 #                 when no other result of the message covers them (batching in the worker)
+_R_BUSY = 6  # (tag, ns): time spent on tasks since the last report (stats; one per message)
 
 
 # A worker hands over the results of a task chunk early once they hold this many bytes of arrays:
@@ -72,9 +74,19 @@ class _MapJob(Job):
         who = self.who
         part_idx: list[int] = []
         part: list[Any] = []
-        flush = io.flush
+        clock = time.perf_counter_ns
+        began = [0]  # when the task being worked on arrived (or the last message went out)
+
+        def flush() -> None:
+            # The worker's busy time travels in the message it sends anyway (dataflow._stats).
+            now = clock()
+            put((_R_BUSY, now - began[0]))
+            began[0] = now
+            io.flush()
+
         while True:
             task = get()
+            began[0] = clock()
             tag = task[0]
             if tag == _T_RANGE or tag == _T_AT:
                 if tag == _T_RANGE:
