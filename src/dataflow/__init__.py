@@ -68,6 +68,7 @@ from .parallel_map import (
     MultiProcessMapDataZMQ,
     MultiThreadMapData,
 )
+from .ray_backend import RayMapData, RayRunner
 from .raw import (
     DataFromDict,
     DataFromGenerator,
@@ -123,6 +124,9 @@ __all__ = [
     "MultiProcessMapDataZMQ",
     "MultiProcessMapAndBatchData",
     "MultiProcessMapAndBatchDataZMQ",
+    # Ray (imported when one is built)
+    "RayMapData",
+    "RayRunner",
     # format, serialize, remote
     "LMDBData",
     "LMDBDataDecoder",
