@@ -68,7 +68,6 @@ from .parallel_map import (
     MultiProcessMapDataZMQ,
     MultiThreadMapData,
 )
-from .ray_backend import RayMapData, RayRunner
 from .raw import (
     DataFromDict,
     DataFromGenerator,
@@ -77,6 +76,7 @@ from .raw import (
     DataFromQueue,
     FakeData,
 )
+from .ray_backend import RayMapData, RayRunner
 from .remote import RemoteDataZMQ, send_dataflow_zmq
 from .serialize import (
     DiskCacheSerializer,

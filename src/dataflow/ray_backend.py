@@ -115,12 +115,41 @@ def _serialize(obj: Any, name: str, who: str) -> bytes:
     try:
         return cloudpickle.dumps(obj, protocol=5)
     except Exception as e:  # noqa: BLE001 - serializers raise many types
+        what = getattr(obj, "__qualname__", None) or type(obj).__name__
         raise DataFlowArgumentError(
-            f"{who}: {name} ({type(obj).__name__} {obj!r:.80}) cannot be serialized for the Ray "
-            f"actors: {type(e).__name__}: {e}. Ray sends it to each actor with cloudpickle; keep "
-            "locks, open files, sockets and live pipelines out of it (create them in the actor, "
-            "e.g. on first use)"
+            f"{who}: {_culprit(obj, name, cloudpickle)} (in {what}) cannot be serialized for the "
+            f"Ray actors: {type(e).__name__}: {e}. Ray sends it to each actor with cloudpickle; "
+            "keep locks, open files, sockets and live pipelines out of it (create them in the "
+            "actor, e.g. on first use)"
         ) from e
+
+
+def _culprit(obj: Any, name: str, cloudpickle: Any, depth: int = 0) -> str:
+    """The innermost part of ``obj`` that does not serialize: a closure variable, an attribute."""
+
+    def fails(x: Any) -> bool:
+        try:
+            cloudpickle.dumps(x, protocol=5)
+        except Exception:  # noqa: BLE001
+            return True
+        return False
+
+    if depth > 4:
+        return name
+    parts: list[tuple[str, Any]] = []
+    code = getattr(obj, "__code__", None)
+    if code is not None and getattr(obj, "__closure__", None):
+        for var, cell in zip(code.co_freevars, obj.__closure__):
+            try:
+                parts.append((f"{name}<closure {var}>", cell.cell_contents))
+            except ValueError:  # an empty cell
+                continue
+    elif hasattr(obj, "__dict__") and not isinstance(obj, type):
+        parts.extend((f"{name}.{k}", v) for k, v in vars(obj).items())
+    for path, part in parts:
+        if fails(part):
+            return _culprit(part, path, cloudpickle, depth + 1)
+    return name
 
 
 # -- the actor side ----------------------------------------------------------------------------------
@@ -299,9 +328,7 @@ class RayPool:
         actor = (
             _remote_host()
             .options(**options)
-            .remote(
-                self._job, w, self.num_workers, self._seed, self._position, self._item_cap
-            )
+            .remote(self._job, w, self.num_workers, self._seed, self._position, self._item_cap)
         )
         self._actors[w] = actor
         self._ids[w] = actor._actor_id.hex()[:12]
@@ -565,9 +592,7 @@ class RayMapData(_RayOwner, _ParallelMap):
         bs = check_count(batch_size, who, "batch_size")
         if buffer_size is None:
             buffer_size = 2 * bs * n
-        self._init_map(
-            who, ds, n, map_func, buffer_size, strict, ordered, seed, None, False, "ray"
-        )
+        self._init_map(who, ds, n, map_func, buffer_size, strict, ordered, seed, None, False, "ray")
         self._restart = True  # the pool enforces max_restarts
         self._init_ray(address, actor_options, max_restarts)
         self.num_actors = n
