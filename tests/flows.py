@@ -12,6 +12,10 @@ Start methods
     METHODS             ["fork", "forkserver", "spawn"]: every start method the engine offers
 Sources (DataFlow)
     Count(n=None)       [0], [1], ..., [n-1] with len n; endless, len unknown, when n is None
+    Megabytes(n)        n x [1 MB uint8 array filled with i % 251, i]: read in place by a consumer
+    Src(items)          yields items in order (len: their number); counts .passes begun, .read
+    NoLen(items)        a Src whose len is unknown;  OneShot(items): a Src that is not reentrant
+    ints(n, start=0)    Src([[start], ..., [start + n - 1]]);  firsts(dps): [dp[0] for dp in dps]
     Random()            endless [own rng draw, numpy global draw] (an RNGDataFlow)
     WhoAmI()            4 x [worker id, num_workers, kind], as get_worker_info() says in the worker
     RaisingSource(datapoints, error, message, length=None)
@@ -88,6 +92,59 @@ class Count(DataFlow):
         while self.n is None or i < self.n:
             yield [i]
             i += 1
+
+
+class Megabytes(DataFlow):
+    """Arrays of 1 MB (read in place by the consumer), each filled with its index."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        for i in range(self.n):
+            yield [np.full(1 << 20, i % 251, dtype=np.uint8), i]
+
+
+class Src(DataFlow):
+    """Yields the given datapoints in order; counts the passes begun and datapoints read."""
+
+    def __init__(self, items):
+        self.items = list(items)
+        self.passes = 0
+        self.read = 0
+
+    def __len__(self):
+        return len(self.items)
+
+    def __iter__(self):
+        self.passes += 1
+        for dp in self.items:
+            self.read += 1
+            yield dp
+
+
+class NoLen(Src):
+    """Finite, but does not know its len."""
+
+    def __len__(self):
+        raise NotImplementedError
+
+
+class OneShot(Src):
+    """A Src that allows one live iterator at a time (reentrant = False)."""
+
+    reentrant = False
+
+
+def ints(n, start=0):
+    return Src([[i] for i in range(start, start + n)])
+
+
+def firsts(dps):
+    return [dp[0] for dp in dps]
 
 
 class Random(RNGDataFlow):
@@ -509,3 +566,10 @@ class LocalServer:
 def normalize_image(dp):
     """[uint8 HxWx3 image, label] -> [float32 image scaled to 0..1, label] (a parallel map's work)."""
     return [dp[0].astype(np.float32) / 255.0, dp[1]]
+
+
+def fail_on_fives(dp):
+    """Raises ValueError on multiples of 5 (on_error="skip" tests), else [x]."""
+    if dp[0] % 5 == 0:
+        raise ValueError(f"no multiple of five: {dp[0]}")
+    return dp

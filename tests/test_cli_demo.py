@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from test_cli_parser import run_cli
@@ -34,8 +36,12 @@ def test_demo_runs_and_reports_every_stage():
         rate = float(line.split()[-2].replace(",", ""))
         assert rate > 0
     assert "the most expensive stage is" in out
-    # the same pipeline, decode + augment in 2 worker processes, ran to the end (no hang)
-    parallel = [line for line in out.splitlines() if "parallel: the same in 2 worker" in line]
-    assert len(parallel) == 1 and float(parallel[0].split()[-1].rstrip("x")) > 0
-    # the progress bar (tqdm writes to stderr) ran over the whole pipeline
-    assert "it/s" in result.stderr or "s/it" in result.stderr
+    # one unit throughout: images (a batch counts its images)
+    assert "images/s" in out and "us/image added" in out and "datapoints" not in out
+    # the same pipeline, decode + augment in one worker process per CPU, ran to the end (no hang)
+    cpus = len(os.sched_getaffinity(0))
+    assert f"may use {cpus} CPU(s)" in out
+    parallel = [line for line in out.splitlines() if f"parallel: the same in {cpus} worker" in line]
+    assert len(parallel) == 1 and float(parallel[0].split()[-2].rstrip("x")) > 0
+    # the progress bar (tqdm writes to stderr) counted every image of both epochs
+    assert "img/s" in result.stderr and "400/400" in result.stderr

@@ -8,9 +8,9 @@ from itertools import islice
 import numpy as np
 import pytest
 
-from common_sources import Infinite, Src, ints
 from dataflow.common import BatchData, BatchDataByShape
 from dataflow.errors import BatchError, DataFlowArgumentError, DatapointError, LengthUnknownError
+from flows import Count, Src, ints
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -68,7 +68,7 @@ def test_batch_data_empty_upstream_and_batch_larger_than_len(caplog):
 
 
 def test_batch_data_infinite_upstream():
-    ds = BatchData(Infinite(), 3)
+    ds = BatchData(Count(), 3)
     with pytest.raises(LengthUnknownError):
         len(ds)
     with pytest.raises(NotImplementedError):

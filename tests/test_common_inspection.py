@@ -7,9 +7,9 @@ import logging
 import numpy as np
 import pytest
 
-from common_sources import OneShot, Src, firsts, ints
 from dataflow.common import PrintData, TestDataSpeed
 from dataflow.errors import DataFlowArgumentError
+from flows import OneShot, Src, firsts, ints
 
 pytestmark = pytest.mark.timeout(30)
 

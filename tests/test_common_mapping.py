@@ -6,9 +6,9 @@ from itertools import islice
 
 import pytest
 
-from common_sources import Infinite, Src, firsts, ints
 from dataflow.common import MapData, MapDataComponent, SelectComponent
 from dataflow.errors import DataFlowArgumentError, DatapointError
+from flows import Count, Src, firsts, ints
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -36,7 +36,7 @@ def test_map_data_dicts_tuples_empty_infinite_and_bad_func():
     assert d == {"a": 1}
     assert list(MapData(Src([(1, 2)]), lambda dp: list(dp[::-1]))) == [[2, 1]]
     assert list(MapData(Src([]), lambda dp: dp)) == []
-    assert firsts(islice(MapData(Infinite(), lambda dp: [dp[0] * 2]), 3)) == [0, 2, 4]
+    assert firsts(islice(MapData(Count(), lambda dp: [dp[0] * 2]), 3)) == [0, 2, 4]
     with pytest.raises(DataFlowArgumentError, match="func must be callable"):
         MapData(ints(2), 3)
 
@@ -50,7 +50,7 @@ def test_map_data_component_int_index_and_key():
     dicts = MapDataComponent(Src([{"x": 2, "y": 3}]), lambda v: v + 1, "y")
     assert list(dicts) == [{"x": 2, "y": 4}]
     assert list(MapDataComponent(Src([(1, 2)]), str, -1)) == [[1, "2"]]  # tuples become lists
-    assert firsts(islice(MapDataComponent(Infinite(), lambda v: -v), 3)) == [0, -1, -2]
+    assert firsts(islice(MapDataComponent(Count(), lambda v: -v), 3)) == [0, -1, -2]
     assert isinstance(ds, MapData) and ds.func([5, 6]) == [5, 600]
 
 
@@ -71,7 +71,7 @@ def test_select_component():
     ds = SelectComponent(Src([["a", "b", "c"]]), [2, 1])
     assert list(ds) == [["c", "b"]] and len(ds) == 1 and isinstance(ds, MapData)
     assert list(SelectComponent(Src([{"x": 1, "y": 2}]), ["y", "y"])) == [[2, 2]]
-    assert firsts(islice(SelectComponent(Infinite(), [0]), 2)) == [0, 1]
+    assert firsts(islice(SelectComponent(Count(), [0]), 2)) == [0, 1]
     with pytest.raises(DatapointError, match=r"index 3.*3 components"):
         list(SelectComponent(Src([[1, 2, 3]]), [0, 3]))
     with pytest.raises(DatapointError, match="key 'q'"):

@@ -7,10 +7,10 @@ from itertools import islice
 
 import pytest
 
-from common_sources import Infinite, NoLen, Src, firsts, ints
 from dataflow._engine.seeding import set_seed
 from dataflow.common import ConcatData, JoinData, MapData, RandomChooseData, RandomMixData
 from dataflow.errors import DataFlowArgumentError, DatapointError, LengthUnknownError
+from flows import Count, NoLen, Src, firsts, ints
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -36,11 +36,11 @@ def test_random_choose_data_stops_when_any_upstream_ends():
 
 def test_random_choose_data_probabilities_and_infinite_upstreams():
     set_seed(7)
-    ds = RandomChooseData([(MapData(Infinite(), lambda dp: ["x"]), 0.9), (Infinite(), 0.1)])
+    ds = RandomChooseData([(MapData(Count(), lambda dp: ["x"]), 0.9), (Count(), 0.1)])
     out = list(islice(ds, 2000))
     share = sum(dp[0] == "x" for dp in out) / len(out)
     assert 0.85 < share < 0.95
-    never = RandomChooseData([(ints(3), 0.0), (Infinite(), 1.0)])
+    never = RandomChooseData([(ints(3), 0.0), (Count(), 1.0)])
     assert firsts(islice(never, 5)) == [0, 1, 2, 3, 4]  # probability 0: never chosen
     tolerant = RandomChooseData([(ints(1), 0.1) for _ in range(10)])  # sums to 0.999...
     assert tolerant.probs.sum() == pytest.approx(1.0, abs=1e-12)
@@ -121,7 +121,7 @@ def test_random_mix_data_requires_len_and_survives_a_short_upstream(caplog):
 def test_concat_data():
     ds = ConcatData([ints(2), Src([]), ints(3, start=10)])
     assert len(ds) == 5 and firsts(ds) == [0, 1, 10, 11, 12]
-    assert firsts(islice(ConcatData([ints(1), Infinite()]), 4)) == [0, 0, 1, 2]
+    assert firsts(islice(ConcatData([ints(1), Count()]), 4)) == [0, 0, 1, 2]
     with pytest.raises(DataFlowArgumentError, match="at least one"):
         ConcatData([])
     with pytest.raises(DataFlowArgumentError, match=r"df_lists\[1\]"):
@@ -138,7 +138,7 @@ def test_join_data_lists_dicts_and_shortest(caplog):
     dicts = JoinData([Src([{"a": 1, "b": 2}]), Src([{"c": 3}])])
     assert list(dicts) == [{"a": 1, "b": 2, "c": 3}]
     assert list(JoinData([ints(2), Src([])])) == []
-    assert list(JoinData([Infinite(), ints(2, start=5)])) == [[0, 5], [1, 6]]
+    assert list(JoinData([Count(), ints(2, start=5)])) == [[0, 5], [1, 6]]
     same = ints(2)
     assert list(JoinData([same, same])) == [[0, 0], [1, 1]]
 

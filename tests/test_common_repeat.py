@@ -9,7 +9,6 @@ from itertools import islice
 
 import pytest
 
-from common_sources import Infinite, Src, firsts, ints
 from dataflow.common import FixedSizeData, RepeatedData, RepeatedDataPoint
 from dataflow.errors import (
     DataFlowArgumentError,
@@ -17,6 +16,7 @@ from dataflow.errors import (
     LengthUnknownError,
     ReentrancyError,
 )
+from flows import Count, Src, firsts, ints
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -36,7 +36,7 @@ def test_fixed_size_data_without_keep_state():
 
 
 def test_fixed_size_data_infinite_empty_and_zero():
-    ds = FixedSizeData(Infinite(), 4)
+    ds = FixedSizeData(Count(), 4)
     assert firsts(ds) == [0, 1, 2, 3] and firsts(ds) == [4, 5, 6, 7]
     with pytest.raises(DataFlowError, match="yielded no datapoints"):
         list(FixedSizeData(Src([]), 2))
@@ -80,7 +80,7 @@ def test_repeated_data_forever():
     with pytest.raises(NotImplementedError):
         ds.size()
     assert firsts(islice(ds, 7)) == [0, 1, 0, 1, 0, 1, 0]
-    assert firsts(islice(RepeatedData(Infinite(), -1), 3)) == [0, 1, 2]
+    assert firsts(islice(RepeatedData(Count(), -1), 3)) == [0, 1, 2]
 
 
 def test_repeated_data_forever_on_empty_upstream_ends(caplog):
@@ -102,6 +102,6 @@ def test_repeated_data_point():
     assert out[0] is out[1]  # the same object, not a copy
     assert firsts(RepeatedDataPoint(ints(2), 1)) == [0, 1]
     assert list(RepeatedDataPoint(Src([]), 3)) == []
-    assert firsts(islice(RepeatedDataPoint(Infinite(), 2), 3)) == [0, 0, 1]
+    assert firsts(islice(RepeatedDataPoint(Count(), 2), 3)) == [0, 0, 1]
     with pytest.raises(DataFlowArgumentError, match="num"):
         RepeatedDataPoint(ints(1), 0)

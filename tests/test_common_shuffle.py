@@ -8,10 +8,10 @@ from itertools import islice
 import numpy as np
 import pytest
 
-from common_sources import Infinite, NoLen, Src, firsts, ints
 from dataflow._engine.seeding import set_seed
 from dataflow.common import CacheData, LocallyShuffleData
 from dataflow.errors import DataFlowArgumentError, LengthUnknownError, ReentrancyError
+from flows import Count, NoLen, Src, firsts, ints
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -50,7 +50,7 @@ def test_locally_shuffle_data_num_reuse():
 
 
 def test_locally_shuffle_data_infinite_and_empty_upstream():
-    ds = LocallyShuffleData(Infinite(), buffer_size=5)
+    ds = LocallyShuffleData(Count(), buffer_size=5)
     with pytest.raises(LengthUnknownError):
         len(ds)
     out = firsts(islice(ds, 50))

@@ -32,3 +32,27 @@ def test_doc_examples_run(path, capsys):
     for i, block in enumerate(python_blocks(path)):
         code = compile(block, f"{path.name}[block {i}]", "exec")
         exec(code, namespace)
+
+
+def test_architecture_page_names_every_module():
+    """docs/architecture.md names each module of the package, so that a module added without its
+    sentence there fails here: a top-level module as ``raw.py``, a subpackage's module as
+    ``format/lmdb.py`` or as ``lmdb.py`` in a paragraph that names ``format/``."""
+    page = (REPO_ROOT / "docs" / "architecture.md").read_text()
+    blocks = re.split(r"\n- |\n\n", page)
+    package = REPO_ROOT / "src" / "dataflow"
+    missing = []
+    for path in sorted(package.rglob("*.py")):
+        rel = path.relative_to(package)
+        if len(rel.parts) == 1:
+            named = f"`{rel.name}`" in page
+        else:
+            sub = "/".join(rel.parts[:-1]) + "/"
+            named = f"`{sub}`" in page and (
+                rel.name == "__init__.py"
+                or f"`{sub}{rel.name}`" in page
+                or any(f"`{sub}`" in b and f"`{rel.name}`" in b for b in blocks)
+            )
+        if not named:
+            missing.append(str(rel))
+    assert not missing, f"docs/architecture.md does not name: {missing}"

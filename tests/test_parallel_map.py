@@ -458,7 +458,7 @@ def test_a_worker_hands_over_large_results_one_by_one(nbytes: int, chunks: int):
     # handing it over. Tiny results go as one message; arrays of megabytes must not (one message
     # of several would exceed a ring record and travel in fragments, reassembled by a copy: a
     # slow consumer then got each 4.8 MB array 300x slower than it is read in place).
-    from dataflow.parallel_map import _R_CHUNK, _T_RANGE, _MapJob
+    from dataflow._engine.map_job import _R_CHUNK, _T_RANGE, _MapJob
 
     job = _MapJob(lambda i: [np.full(nbytes, i, np.uint8), i])
     io = _RecordingIO((_T_RANGE, 10, list(range(6))))

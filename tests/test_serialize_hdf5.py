@@ -43,7 +43,7 @@ def test_hdf5_round_trip_keeps_values_dtypes_shapes_and_count(tmp_path: Path):
 
 
 def test_hdf5_writes_in_bounded_blocks_and_reads_lazily(tmp_path: Path, monkeypatch):
-    import dataflow.format as fmt
+    import dataflow.format.hdf5 as fmt
 
     monkeypatch.setattr(ser_hdf5, "_H5_CHUNK_BYTES", 1024)
     monkeypatch.setattr(fmt, "_HDF5_BLOCK_BYTES", 512)

@@ -14,15 +14,18 @@ import dataflow
 import flows
 from dataflow import (
     AugmentImageComponent,
+    AugmentImageComponents,
+    AugmentImageCoordinates,
     BatchData,
     DataFromList,
     LMDBSerializer,
     LocallyShuffleData,
+    MapData,
     MapDataComponent,
     MultiProcessMapData,
     imgaug,
 )
-from resume_check import canon, save_after
+from resume_check import canon, check_resume, save_after
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -42,7 +45,7 @@ def jpeg_lmdb(tmp_path_factory):
 
 
 def AUGMENTORS():  # noqa: N802
-    return [imgaug.CenterCrop(16), imgaug.Flip(horiz=True, prob=0.0)]
+    return [imgaug.Flip(horiz=True), imgaug.RandomCrop(16), imgaug.Brightness(30)]
 
 
 def decode(buf):
@@ -100,3 +103,33 @@ def test_imagenet_pipeline_unordered_is_exactly_once(jpeg_lmdb):
         second = labels(again)
     assert labels(first) + rest_of_pass == whole[0]
     assert second == whole[1]
+
+
+def images(n=9):
+    rng = np.random.RandomState(1)
+    return DataFromList(
+        [[rng.randint(0, 255, (20, 20, 3)).astype(np.uint8), i] for i in range(n)], shuffle=True
+    )
+
+
+def coords_dp(dp):
+    return [dp[0], np.array([[1.0, 2.0], [5.0, 7.0]], np.float32) + dp[1]]
+
+
+IMAGE_FLOWS = {
+    "component": lambda: AugmentImageComponent(images(), AUGMENTORS(), index=0),
+    "components": lambda: AugmentImageComponents(
+        MapData(images(), lambda dp: [dp[0], dp[0].copy(), dp[1]]), AUGMENTORS(), index=(0, 1)
+    ),
+    "coordinates": lambda: AugmentImageCoordinates(
+        MapData(images(), coords_dp), [imgaug.Flip(horiz=True), imgaug.RandomCrop(8)], 0, 1
+    ),
+    "random-order": lambda: AugmentImageComponent(
+        images(), [imgaug.RandomOrderAug([imgaug.Brightness(20), imgaug.Contrast((0.8, 1.2))])]
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(IMAGE_FLOWS))
+def test_augmenting_flows_resume_with_their_augmentors_streams(name):
+    check_resume(IMAGE_FLOWS[name], passes=3)

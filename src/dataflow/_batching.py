@@ -199,5 +199,6 @@ def _missing_key_error(holder: Sequence[Any], key: Hashable, who: str) -> Datapo
 
 
 def _short_repr(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for error messages (also dataflow.common's)."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -76,10 +76,12 @@ def kind(cls: type) -> str:
     iterates = _owner(cls, ("__iter__", "get_data"))
     saves = _owner(cls, ("_df_save",))
     # A class that iterates in its own way (a user's subclass of DataFromList with its own
-    # __iter__) does not know the hooks of the class it derives from: it is replayed. A library
-    # class names its ``_df_save`` in its own body, so that no flow is taken as stateless by
-    # inheritance.
-    native = saves is not None and (iterates is None or issubclass(saves, iterates))
+    # __iter__) does not know the hooks of the class it derives from: it is replayed. The hooks
+    # count when they come first in the MRO: from the iterating class itself, a subclass of it,
+    # or a mixin listed before it. A library class names its ``_df_save`` in its own body, so
+    # that no flow is taken as stateless by inheritance.
+    mro = cls.__mro__
+    native = saves is not None and (iterates is None or mro.index(saves) <= mro.index(iterates))
     result = "native" if native else "replay"
     cls._df_kind = result  # type: ignore[attr-defined]
     return result
@@ -130,31 +132,31 @@ def node_of(flow: DataFlow) -> dict[str, Any]:
     reason = flow._df_not_resumable
     if reason:
         raise StateError(f"{type(flow).__name__} cannot save its position: {reason}")
+    native = kind(type(flow)) == "native"
     in_pass = bool(flow._df_in_pass())
-    node: dict[str, Any] = {
-        "class": type(flow).__name__,
-        "epoch": int(flow._df_epoch),
-        "in_pass": in_pass,
-    }
+    epoch = int(flow._df_epoch)
+    resumed = flow.__dict__.get("_df_pass_state")
+    if not_started(flow):
+        if (resumed is not None) if native else flow.__dict__.get("_df_count", 0):
+            in_pass = True  # a resumed pass not started yet: where it was asked to start
+        else:
+            in_pass, epoch = False, max(epoch - 1, 0)  # begun, nothing taken: as before it
+    node: dict[str, Any] = {"class": type(flow).__name__, "epoch": epoch, "in_pass": in_pass}
     rng = flow._df_save_rng()
     if rng is not None:
         node["rng"] = rng
-    native = kind(type(flow)) == "native"
     if native and flow._df_carries_over():
         node["carry"] = True  # its state's "pass" part is the pass's, the rest carries over
-    if native and not in_pass and flow._df_carries_over():
-        state = flow._df_save()  # what it keeps from one pass to the next (a buffer, a cache)
-        if state is not None:
-            node["state"] = state
-    elif in_pass:
-        if not native:
+    state = None
+    if not native:
+        if in_pass:
             state = {"replayed": int(flow.__dict__.get("_df_count", 0))}
-        elif not_started(flow):
-            state = flow.__dict__.get("_df_pass_state")  # where this pass was asked to start
-        else:
-            state = flow._df_save()
-        if state is not None:
-            node["state"] = state
+    elif in_pass and not_started(flow):
+        state = resumed
+    elif in_pass or flow._df_carries_over():
+        state = flow._df_save()  # between passes: what it keeps from one to the next
+    if state is not None:
+        node["state"] = state
     if in_pass:
         if native:
             upstream = flow._df_upstream_nodes()

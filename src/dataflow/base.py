@@ -364,10 +364,11 @@ class DataFlow:
         return False
 
     def _df_in_pass(self) -> bool:
-        """Whether a pass is under way (its iterator is live and not exhausted)."""
+        """Whether a pass is under way: its iterator is live, started and not exhausted (a pass
+        begun without a first ``next()`` is saved as "before it began")."""
         live_ref = self.__dict__.get("_df_live")
         live = live_ref() if live_ref is not None else None
-        return live is not None and not _is_finished(live)
+        return live is not None and not _is_finished(live) and not _state.not_started(self)
 
     def _df_upstreams(self) -> list[DataFlow]:
         """The flows this flow reads from, in the order their state nodes are saved."""

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from . import _state
+from ._engine import seeding
 from ._lazy import require
 from .base import RNGDataFlow
 from .common import MapData, MapDataComponent
@@ -289,6 +291,40 @@ class _AugmentingFlow:
     def num_errors(self) -> int:
         """How many datapoints failed to augment in this process (dropped if catch_exceptions)."""
         return self._exception_handler.num_errors
+
+    # Resume: a mapping stage (the upstream's position is the position) whose augmentors draw
+    # from random streams: the state names each augmentor's stream and, mid-pass, where it stands,
+    # so that a resumed pass augments the rest identically, and later passes too.
+    def _augmentors(self) -> list[Any]:
+        found, stack = [], [self.augs]
+        while stack:
+            aug = stack.pop(0)
+            found.append(aug)
+            stack[:0] = [child for _, child in aug._child_augmentors()]
+        return found
+
+    def _df_carries_over(self) -> bool:
+        return True  # the streams' names hold for every later pass
+
+    def _df_save(self) -> dict:
+        specs, now = [], []
+        for aug in self._augmentors():
+            spec = aug.__dict__.get("_seed_spec") or seeding.stream_spec(aug._key())
+            specs.append([int(v) for v in spec])
+            now.append(_state.rng_to_plain(aug.rng))
+        state: dict[str, Any] = {"specs": specs}
+        if self._df_in_pass():  # type: ignore[attr-defined]
+            state["pass"] = {"now": now}
+        return state
+
+    def _df_load(self, state: dict) -> None:
+        now = state.get("pass", {}).get("now")
+        for i, (aug, spec) in enumerate(zip(self._augmentors(), state["specs"])):
+            aug.__dict__["_seed_spec"] = tuple(int(v) for v in spec)
+            aug.__dict__.pop("_rngs", None)
+            aug.__dict__.pop("_rng_last", None)
+            if now is not None:
+                _state.rng_from_plain(aug.rng, now[i])
 
 
 class AugmentImageComponent(_AugmentingFlow, MapDataComponent):

@@ -68,8 +68,9 @@ import numpy as np
 
 from . import _state
 from ._engine import seeding
+from ._engine.job import DATA, DIED, DONE, END_PASS, Job
 from ._engine.stage import PoolOwner, check_count, check_flag, reposition
-from ._engine.workers import DATA, DIED, DONE, END_PASS, Job, ProcessPool, ThreadPool
+from ._engine.workers import ProcessPool, ThreadPool
 from .base import DataFlow, ProxyDataFlow, RNGDataFlow, check_dataflow, upstream_flows
 from .errors import DataFlowArgumentError, LengthUnknownError
 
@@ -168,6 +169,11 @@ class _RunnerJob(Job):
         put = io.put
         if self.shard:
             start, taken = self.resume[info.id] if self.resume is not None else (None, 0)
+            # A thread's copy is the same object in every pool of its runner: where it stood
+            # when first started is kept on it, for a later pool to start it there again.
+            initial = ds.__dict__.setdefault("_df_runner_start", ds.state_dict())
+            if start is None and self.resume is not None:
+                start = initial
             if start is not None:
                 ds.load_state_dict(start)
             io.send(END_PASS, ds.state_dict())  # where the copy's first pass begins

@@ -48,19 +48,31 @@ import pickle
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import numpy as np
-
-from . import _state
 from ._batching import aggregate_batch
+from ._engine.job import DATA, DIED, DONE, Job
+from ._engine.map_job import (
+    _R_BATCH,
+    _R_CHUNK,
+    _R_DROPPED,
+    _R_LEFTOVER,
+    _R_ORDERED,
+    _R_SKIPPED,
+    _T_AT,
+    _T_BATCH,
+    _T_FLUSH,
+    _T_RANGE,
+    _MapJob,
+)
+from ._engine.map_resume import MapResume
 from ._engine.stage import PoolOwner, check_count, check_flag, default_workers
-from ._engine.workers import DATA, DIED, DONE, Job, ProcessPool, ThreadPool
+from ._engine.workers import ProcessPool, ThreadPool
+from ._skipping import ErrorBudget, check_on_error
 from .base import DataFlow, ProxyDataFlow, check_dataflow
 from .errors import (
     DataFlowArgumentError,
     DataFlowTerminated,
     DatapointError,
     LengthUnknownError,
-    StateError,
     WorkerDied,
 )
 
@@ -74,126 +86,15 @@ __all__ = [
     "MultiProcessMapAndBatchDataZMQ",
 ]
 
-# Tasks, consumer -> worker
-_T_RANGE = 0  # (tag, first_idx, [dp...]): datapoints with consecutive indices
-_T_AT = 1  # (tag, [idx...], [dp...]): datapoints resent after a worker died
-_T_BATCH = 2  # (tag, batch_id, first_idx, [dp...]): map all, stack into one batch (ordered)
-_T_FLUSH = 3  # (tag,): hand over the partial batch now (end of a strict pass)
-# Results, worker -> consumer, inside DATA messages
-_R_CHUNK = 0  # (tag, idxs, [result...], any_none)
-_R_BATCH = 1  # (tag, [idx...], batch): a full batch (idx: every datapoint it holds)
-_R_DROPPED = 2  # (tag, [idx...]): datapoints map_func dropped (batching)
-_R_LEFTOVER = 3  # (tag, [idx...], [dp...]): a partial batch, unstacked (flush)
-_R_ORDERED = 4  # (tag, batch_id, idxs, batch | None)
-
 _MAX_ATTEMPTS = 3
+_ALL_SKIPPED: Any = object()  # an ordered batch whose every datapoint failed (on_error="skip")
 
 
-# A worker hands over the results of a task chunk early once they hold this many bytes of arrays:
-# a chunk of large arrays in one message would exceed a ring record and travel in fragments,
-# reassembled with a copy (much slower than large arrays read in place).
-_HANDOVER_BYTES = 1 << 20
-
-# Resume: the upstream's state is kept after about every this many reads of a strict pass, so a
-# resumed pass reads (without mapping) at most this many datapoints before the first it sends.
-_LOG_EVERY = 64
-
-
-def _array_bytes(out: Any) -> int:
-    """Bytes of the numpy arrays at the top level of a datapoint (a cheap estimate of its size)."""
-    if isinstance(out, np.ndarray):
-        return out.nbytes
-    if isinstance(out, (list, tuple)):
-        return sum(x.nbytes for x in out if isinstance(x, np.ndarray))
-    if isinstance(out, dict):
-        return sum(x.nbytes for x in out.values() if isinstance(x, np.ndarray))
-    return 0
-
-
-class _MapJob(Job):
-    """A map worker: apply ``map_func`` to the datapoints it is sent (and batch, if asked)."""
-
-    def __init__(self, map_func: Any, batch_size: int = 0, who: str = "") -> None:
-        self.map_func = map_func  # the function, or its pickle
-        self.batch_size = batch_size
-        self.who = who
-
-    def run(self, io: Any) -> None:
-        f = pickle.loads(self.map_func) if isinstance(self.map_func, bytes) else self.map_func
-        put = io.put
-        get = io.get_task
-        waiting = io.consumer_waiting
-        bs = self.batch_size
-        who = self.who
-        part_idx: list[int] = []
-        part: list[Any] = []
-        flush = io.flush
-        while True:
-            task = get()
-            tag = task[0]
-            if tag == _T_RANGE or tag == _T_AT:
-                if tag == _T_RANGE:
-                    idxs: Any = range(task[1], task[1] + len(task[2]))
-                else:
-                    idxs = task[1]
-                dps = task[2]
-                if not bs:
-                    results: list[Any] = []
-                    any_none = False
-                    done = 0
-                    held = 0
-                    for dp in dps:
-                        out = f(dp)
-                        if out is None:
-                            any_none = True
-                        results.append(out)
-                        held += _array_bytes(out)
-                        if (waiting() or held >= _HANDOVER_BYTES) and len(results) < len(
-                            dps
-                        ) - done:
-                            # The consumer starves, or the results are large: hand them over.
-                            n = len(results)
-                            put((_R_CHUNK, idxs[done : done + n], results, any_none))
-                            flush()
-                            done += n
-                            results, any_none, held = [], False, 0
-                    if results:
-                        put((_R_CHUNK, idxs[done:], results, any_none))
-                    flush()  # results held here would count against the consumer's budget
-                    continue
-                dropped = []
-                for idx, dp in zip(idxs, dps):
-                    out = f(dp)
-                    if out is None:
-                        dropped.append(idx)
-                        continue
-                    part_idx.append(idx)
-                    part.append(out)
-                    if len(part) == bs:
-                        put((_R_BATCH, part_idx, aggregate_batch(part, who=who)))
-                        part_idx, part = [], []
-                if dropped:
-                    put((_R_DROPPED, dropped))
-                flush()
-            elif tag == _T_BATCH:
-                _, batch_id, first, dps = task
-                outs = [f(dp) for dp in dps]
-                idxs = range(first, first + len(dps))
-                if any(out is None for out in outs):
-                    put((_R_ORDERED, batch_id, idxs, None))
-                else:
-                    put((_R_ORDERED, batch_id, idxs, aggregate_batch(outs, who=who)))
-                flush()
-            elif tag == _T_FLUSH:
-                put((_R_LEFTOVER, part_idx, part))
-                part_idx, part = [], []
-                flush()
-
-
-class _ParallelMap(PoolOwner, ProxyDataFlow):
+class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
     """The consumer side shared by every parallel map (see the module doc)."""
 
     reentrant = False
+    _df_save = MapResume._df_save  # the iterating class names its state hook (dataflow._state)
     _batch_size = 0  # MapAndBatch: datapoints per batch
     _remainder = False
 
@@ -210,6 +111,8 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
         start_method: object,
         restart_workers: object,
         kind: str,
+        on_error: object = "raise",
+        max_errors: object = None,
     ) -> None:
         self.ds = check_dataflow(ds, who)
         if num_workers is None:
@@ -230,6 +133,13 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
             raise DataFlowArgumentError(f"{who}: restart_workers applies to worker processes only")
         self._init_owner(who, seed, start_method, kind)
         self._job: Any = None
+        self._skip_errors, limit = check_on_error(on_error, max_errors, who)
+        self._errors = ErrorBudget(who, limit)
+
+    @property
+    def errors_skipped(self) -> int:
+        """Datapoints dropped because ``map_func`` raised on them (``on_error="skip"``)."""
+        return self._errors.skipped
 
     # -- lifecycle ---------------------------------------------------------------------------
     def reset_state(self) -> None:
@@ -240,7 +150,9 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
     def _prepare(self) -> None:
         if self._job is None:
             func = self._payload(self.map_func, "map_func")
-            self._job = _MapJob(func, self._batch_size if not self._ordered else 0, self._who)
+            self._job = _MapJob(
+                func, self._batch_size if not self._ordered else 0, self._who, self._skip_errors
+            )
 
     def _make_pool(self) -> ProcessPool | ThreadPool:
         self._prepare()
@@ -292,6 +204,7 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
         self._pass_yielded = 0
         self._frontier = 0
         self._delivered: set[int] = set()
+        self._skipped: set[int] = set()  # indices whose map_func raised (on_error="skip")
         self._cur_len = 0
         self._cur_groups: list[Any] = []
         self._skip: set[int] = set()
@@ -526,6 +439,17 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
         groups: list[Any] = []  # unordered: the indices behind each output (for resume)
         for result in payload:
             tag = result[0]
+            if tag == _R_SKIPPED:
+                _, idxs, tbs, accounted = result
+                if accounted and not self._finished(w, idxs):
+                    continue
+                self._skipped.update(idxs)
+                for idx, tb in zip(idxs, tbs):
+                    where = f"datapoint #{idx - self._pass_start} of the pass in {pool.describe(w)}"
+                    self._errors.skip(where, tb)
+                if not self._ordered:
+                    self._delivered.update(idxs)  # nothing to deliver: as good as delivered
+                continue
             if tag == _R_CHUNK:
                 _, idxs, values, any_none = result
                 if not self._finished(w, idxs):
@@ -535,8 +459,14 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
                 elif not any_none:
                     out.extend(values)
                     groups.extend(idxs)
-                elif self._strict:
-                    raise self._none_error(idxs[[v is None for v in values].index(True)])
+                elif self._strict and any(
+                    v is None and i not in self._skipped for i, v in zip(idxs, values)
+                ):
+                    raise self._none_error(
+                        next(
+                            i for i, v in zip(idxs, values) if v is None and i not in self._skipped
+                        )
+                    )
                 else:
                     for idx, value in zip(idxs, values):
                         if value is None:
@@ -564,6 +494,8 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
                 self._batch_tasks.pop(batch_id, None)
                 if not self._finished(w, idxs):
                     continue
+                if batch is None and self._skipped.issuperset(idxs):
+                    batch = _ALL_SKIPPED  # every datapoint of the batch failed and was skipped
                 if batch is None:
                     raise DatapointError(
                         f"{self._who}: map_func returned None for a datapoint of the batch that "
@@ -593,6 +525,8 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
                 first = self._next_out
                 n, batch = results.pop(first)
                 self._next_out += n
+                if batch is _ALL_SKIPPED:
+                    continue
                 if n == self._batch_size or self._remainder:
                     out.append(batch)
                     groups.append(first)
@@ -604,7 +538,7 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
             if value is not None:
                 out.append(value)
                 groups.append(nxt)
-            elif self._strict:
+            elif self._strict and nxt not in self._skipped:
                 self._next_out = nxt
                 raise self._none_error(nxt)
             nxt += 1
@@ -663,6 +597,7 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
         self._pass_start = self._next_idx
         self._next_out = self._next_idx
         self._results.clear()
+        self._skipped = set()
         self._batch_tasks.clear()
         self._current = 0
         self._leftovers = []
@@ -716,149 +651,6 @@ class _ParallelMap(PoolOwner, ProxyDataFlow):
             yield aggregate_batch(rest[start : start + bs], who=self._who)
         self._in_leftovers = False
 
-    # -- resume (strict passes) --------------------------------------------------------------
-    # The state holds the read number of the first datapoint not delivered (the frontier), the
-    # ones after it already delivered (unordered), and the upstream's state at a read number at or
-    # before the frontier. A resumed pass puts the upstream there, reads up to the frontier
-    # without mapping, and sends the rest that is not delivered: in flight at save time means
-    # sent again. Nothing depends on the number of workers.
-    def _begin_upstream_pass(self, resume: dict | None) -> None:
-        if resume is None:
-            self._log = [(0, _state.between_passes(_state.node_of(self.ds)))]
-            self._it = iter(self.ds)
-            self._it_yielded = self._reads = 0
-        else:
-            start, node = resume["log"]
-            _state.assign(self.ds, node)
-            self._log = [(int(start), node)]
-            self._it = iter(self.ds)
-            frontier = int(resume["frontier"])
-            got = _state.consume(self._it, frontier - int(start))
-            if got != frontier - int(start):
-                raise StateError(
-                    f"{self._who}: the upstream {type(self.ds).__name__} ended after "
-                    f"{int(start) + got} datapoints, before the saved position {frontier}"
-                )
-            self._it_yielded = self._reads = frontier
-            self._next_idx = self._next_out = self._pass_start + frontier
-            self._frontier = self._next_idx
-            self._skip = {int(r) for r in resume["done"]}
-        self._next_log = self._reads + _LOG_EVERY
-
-    def _resume_stream(self, resume: dict) -> None:
-        """Non-strict: put the stream back at the saved frontier (see _begin_upstream_pass)."""
-        start, node = int(resume["log"][0]), resume["log"][1]
-        _state.assign(self.ds, node)
-        self._log = [(start, node)]
-        self._it = iter(self.ds) if node["in_pass"] else None
-        self._it_yielded = 1  # a resumed upstream pass with nothing left is not an empty pass
-        self._reads = start
-        self._next_log = start + _LOG_EVERY
-        frontier = int(resume["frontier"])
-        got = len(self._pull(frontier - start))
-        if got != frontier - start:
-            raise StateError(
-                f"{self._who}: the upstream {type(self.ds).__name__} ended after {start + got} "
-                f"datapoints, before the saved position {frontier}"
-            )
-        self._next_idx = self._next_out = self._frontier = frontier
-        self._skip = {int(r) for r in resume["done"]}
-        self._stream_over = bool(resume.get("over", False))
-
-    def _log_upstream(self, between: bool) -> None:
-        """Keep the upstream's state after ``_reads`` reads (``between``: its pass had ended)."""
-        node = _state.node_of(self.ds)
-        self._log.append((self._reads, _state.between_passes(node) if between else node))
-        self._next_log = self._reads + _LOG_EVERY
-        self._forget_delivered()
-
-    def _advance_frontier(self) -> None:
-        f, done = self._frontier, self._delivered
-        while f in done:
-            done.discard(f)
-            f += 1
-        self._frontier = f
-
-    def _undelivered(self) -> tuple[int, list[int]]:
-        """(the frontier, the indices at or after it delivered), as the consumer has them now."""
-        taken = self._cur_len - self._left_to_yield()
-        back: list[int] = []
-        for group in [*self._cur_groups[taken:], *self._carry_groups]:
-            back.extend(group if isinstance(group, list) else [group])
-        if self._ordered:  # in order: all before the first one not yielded is delivered
-            return (min(back) if back else self._next_out), []
-        if self.__dict__.get("_in_leftovers"):
-            back.extend(self._left_groups[self._left_next :])
-        elif self._leftovers:
-            back.extend(self._left_groups)
-        pending = set(back)
-        frontier = min([self._frontier, *pending])
-        done = [i for i in range(frontier, self._frontier) if i not in pending]
-        done += sorted(i for i in self._delivered if i not in pending)
-        return frontier, done
-
-    def _left_to_yield(self) -> int:
-        """How many outputs of the message being yielded the consumer has not taken yet."""
-        if not self._df_in_pass():
-            return 0
-        live_ref = self.__dict__.get("_df_live")
-        it = live_ref() if live_ref is not None else None
-        while getattr(it, "gi_yieldfrom", None) is not None:
-            it = it.gi_yieldfrom  # type: ignore[union-attr]
-        return _state.remaining(it) if type(it).__name__ == "list_iterator" else 0
-
-    def _forget_delivered(self) -> None:
-        """Drop the upstream states older than needed to go back to the frontier."""
-        oldest = self._next_out if self._ordered else self._frontier
-        for group in [*self._cur_groups, *self._carry_groups]:
-            oldest = min(oldest, min(group) if isinstance(group, list) else group)
-        reads = oldest - self._pass_start
-        log = self._log
-        keep = 0
-        for i, (r, _) in enumerate(log):
-            if r <= reads:
-                keep = i
-        del log[:keep]
-
-    def _df_carries_over(self) -> bool:
-        return not self._strict  # a non-strict stream goes on from one pass to the next
-
-    def _df_save(self) -> dict | None:
-        if not self._log:
-            return None  # nothing read yet: the upstream's own state says it all
-        frontier, done = self._undelivered()
-        reads = frontier - self._pass_start
-        start, node = self._log[0]
-        for r, n in self._log:
-            if r <= reads:
-                start, node = r, n
-        state: dict[str, Any] = {
-            "mode": self._mode(),
-            "frontier": reads,
-            "done": [i - self._pass_start for i in done],
-            "log": [start, node],
-        }
-        if not self._strict:
-            state["over"] = self._stream_over
-            if self._df_in_pass():
-                state["pass"] = {"yielded": self._pass_yielded - self._left_to_yield()}
-        return state
-
-    def _df_load(self, state: dict) -> None:
-        self._df_start = state
-
-    def _mode(self) -> list:
-        return [self._strict, self._ordered, self._batch_size]
-
-    def _df_check(self, node: dict) -> str | None:
-        saved = (node.get("state") or {}).get("mode")
-        if saved is not None and saved != self._mode():
-            names = "[strict, ordered, batch_size]"
-            return (
-                f"the state was saved by a map with {names} = {saved}, this one has {self._mode()}"
-            )
-        return None
-
     def _stream_pass(self, pool: Any, size: int | None) -> Iterator:
         remaining = math.inf if size is None else size
         while remaining > 0:
@@ -901,6 +693,8 @@ class MultiThreadMapData(_ParallelMap):
         *,
         ordered: bool = False,
         seed: int | None = None,
+        on_error: str = "raise",
+        max_errors: int | None = None,
     ) -> None:
         """
         Args:
@@ -911,6 +705,9 @@ class MultiThreadMapData(_ParallelMap):
             strict: each pass is exactly one upstream pass (see the module doc).
             ordered: yield in input order.
             seed: seed for the threads' flows' streams (see the module doc).
+            on_error: ``"raise"`` or ``"skip"`` (a datapoint on which ``map_func`` raises is
+                dropped and counted in ``errors_skipped``, even with ``strict``).
+            max_errors: with ``"skip"``, how many failures to tolerate (``None``: no limit).
         """
         who = "MultiThreadMapData"
         self._init_map(
@@ -925,6 +722,8 @@ class MultiThreadMapData(_ParallelMap):
             None,
             False,
             "thread",
+            on_error,
+            max_errors,
         )
         self.num_thread = self._num_workers
 
@@ -950,6 +749,8 @@ class MultiProcessMapData(_ParallelMap):
         start_method: str | None = None,
         restart_workers: bool = False,
         seed: int | None = None,
+        on_error: str = "raise",
+        max_errors: int | None = None,
     ) -> None:
         """
         Args:
@@ -962,6 +763,7 @@ class MultiProcessMapData(_ParallelMap):
             start_method: ``"fork"``, ``"forkserver"``, ``"spawn"`` or ``None`` (the default).
             restart_workers: replace dead workers and resend what they held.
             seed: seed for the workers' global generators (see the module doc).
+            on_error, max_errors: as in :class:`MultiThreadMapData`.
         """
         who = type(self).__name__
         self._init_map(
@@ -976,6 +778,8 @@ class MultiProcessMapData(_ParallelMap):
             start_method,
             restart_workers,
             "process",
+            on_error,
+            max_errors,
         )
         self.num_proc = self._num_workers
 
@@ -1012,6 +816,8 @@ class MultiProcessMapAndBatchData(_ParallelMap):
         start_method: str | None = None,
         restart_workers: bool = False,
         seed: int | None = None,
+        on_error: str = "raise",
+        max_errors: int | None = None,
     ) -> None:
         """
         Args:
@@ -1023,7 +829,8 @@ class MultiProcessMapAndBatchData(_ParallelMap):
             strict: each pass batches exactly one upstream pass.
             remainder: with ``strict`` or ``ordered``, also yield the last, smaller batch.
             ordered: batches in input order, equal to ``BatchData(MapData(...))``.
-            start_method, restart_workers, seed: as in :class:`MultiProcessMapData`.
+            start_method, restart_workers, seed, on_error, max_errors: as in
+                :class:`MultiProcessMapData`.
         """
         who = type(self).__name__
         batch_size = check_count(batch_size, who, "batch_size")
@@ -1041,6 +848,8 @@ class MultiProcessMapAndBatchData(_ParallelMap):
             start_method,
             restart_workers,
             "process",
+            on_error,
+            max_errors,
         )
         if self._buffer_size < batch_size:
             raise DataFlowArgumentError(

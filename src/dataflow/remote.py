@@ -173,6 +173,10 @@ class RemoteDataZMQ(DataFlow):
     """
 
     reentrant = False
+    _df_not_resumable = (
+        "it receives from a socket, which cannot go back or forward (the transport is "
+        "at-most-once); save the position of the senders' pipelines instead"
+    )
 
     def __init__(
         self,

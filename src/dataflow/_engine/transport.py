@@ -8,10 +8,9 @@ garbage collected; see :class:`Ring`) and copies smaller ones out. Small message
 whole; a message larger than half the ring is cut into fragments that stream through it (and are
 reassembled by one copy), so any size passes through a ring of fixed size.
 
-Shared memory comes from ``os.memfd_create`` where it exists (Linux): an anonymous file passed to
-the worker as a file descriptor, so nothing appears in ``/dev/shm`` and nothing can outlive the
-processes that map it, even after a ``SIGKILL``. Elsewhere it falls back to
-``multiprocessing.shared_memory`` with strict unlinking (and no zero-copy reads).
+Shared memory comes from :mod:`.shm` (a memfd on Linux), the record layout of a message from
+:mod:`.message`, the doorbells and memory barriers described below from :mod:`.wakeup`; this module
+is the ring itself and its zero-copy reads.
 
 Waking up: a reader that finds its ring empty raises a "waiting" flag in the ring header and
 sleeps in ``poll()`` on a pipe (together with the workers' process sentinels, so that a death wakes
@@ -22,26 +21,16 @@ defence, so a lost wake-up could cost latency but never a hang. A consumer may a
 *lazily* (flag value 2): it sleeps for a short, bounded time of its choosing and wants no wake-up
 for data, only for news (an error, the end of a stream, a worker that has no more work or no
 room); see ``workers._WaitPolicy``.
-
-Arrays travel as (buffer, dtype string, shape) rather than with numpy's own reduction, whose
-pickled dtype object costs more to rebuild than the rest of a small message together.
 """
 
 from __future__ import annotations
 
-import copyreg
 import ctypes
 import ctypes.util
-import errno
-import io
 import logging
 import mmap
 import os
 import pickle
-import platform
-import select
-import struct
-import sys
 import threading
 import weakref
 from collections import deque
@@ -49,237 +38,25 @@ from typing import Any
 
 import numpy as np
 
-__all__ = [
-    "SharedSegment",
-    "FdHandle",
-    "Ring",
-    "RingFull",
-    "fence",
-    "Pipe",
-    "ORDERED_MEMORY",
-]
+from .message import (
+    _ALIGN,
+    _FRAG_HEAD,
+    _REC,
+    _REC_FRAG,
+    _REC_INLINE,
+    _REC_MSG,
+    _REC_WRAP,
+    _align,
+    _decode,
+    _Encoded,
+    _layout,
+)
+from .shm import _HAVE_MEMFD
+from .wakeup import order
+
+__all__ = ["Ring", "RingFull"]
 
 logger = logging.getLogger(__name__)
-
-# x86 keeps each process's loads and stores in program order, except a store followed by a load
-# (total store order): publishing a position after the data it covers needs no barrier there, and
-# the Dekker pairs (flag, then position) need one full barrier. Weakly ordered CPUs (ARM) need a
-# barrier around every publication too: there :func:`order` is two lock round trips (a release
-# then an acquire, which ARMv8 never reorders), elsewhere it is a no-op.
-ORDERED_MEMORY = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
-
-_fence_lock = threading.Lock()
-
-
-def fence() -> None:
-    """A full memory barrier: a locked read-modify-write (the lock's fast path) orders this
-    process's earlier stores before its later loads, which plain Python code cannot otherwise do."""
-    _fence_lock.acquire()
-    _fence_lock.release()
-
-
-def _order_weak() -> None:
-    _fence_lock.acquire()
-    _fence_lock.release()
-    _fence_lock.acquire()
-    _fence_lock.release()
-
-
-def _order_none() -> None:
-    pass
-
-
-# Orders the accesses before it (data written or read) before the ones after it (a position
-# published, or data read after a position was read).
-order = _order_none if ORDERED_MEMORY else _order_weak
-
-
-# -- file descriptors that cross into a worker ----------------------------------------------------
-
-
-class FdHandle:
-    """A file descriptor to hand to a worker process in its ``Process`` arguments.
-
-    Under fork the child inherits the descriptor and the object is not pickled. Under spawn and
-    forkserver, pickling happens while ``multiprocessing`` starts the child; the descriptor is then
-    passed with ``multiprocessing.reduction.DupFd``, which adds it to the descriptors the new
-    process receives (no helper thread, no socket).
-    """
-
-    __slots__ = ("fd",)
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    def __reduce__(self):
-        from multiprocessing import context, reduction
-
-        if context.get_spawning_popen() is None:
-            raise RuntimeError("FdHandle can be pickled only while starting a worker process")
-        return (_rebuild_fd, (reduction.DupFd(self.fd),))
-
-    def __repr__(self) -> str:
-        return f"FdHandle({self.fd})"
-
-
-def _rebuild_fd(dup: Any) -> FdHandle:
-    return FdHandle(dup.detach())
-
-
-class Pipe:
-    """A one-way pipe used to wake a sleeping reader; the write end never blocks."""
-
-    __slots__ = ("r", "w")
-
-    def __init__(self) -> None:
-        self.r, self.w = os.pipe()
-        os.set_blocking(self.w, False)
-        os.set_blocking(self.r, False)
-
-    def close(self) -> None:
-        for fd in (self.r, self.w):
-            if fd >= 0:
-                _close_fd(fd)
-        self.r = self.w = -1
-
-
-def ring_bell(fd: int) -> None:
-    """Write one wake-up byte; a full pipe already holds wake-ups, so that is fine."""
-    try:
-        os.write(fd, b"!")
-    except BlockingIOError:
-        pass
-    except OSError as e:  # the reader is gone (EPIPE) or the fd was closed while shutting down
-        if e.errno not in (errno.EPIPE, errno.EBADF):
-            raise
-
-
-def drain(fd: int) -> None:
-    """Read every pending wake-up byte of a non-blocking pipe."""
-    try:
-        while len(os.read(fd, 65536)) == 65536:
-            pass
-    except BlockingIOError:
-        pass
-    except OSError as e:
-        if e.errno != errno.EBADF:
-            raise
-
-
-def _close_fd(fd: int) -> None:
-    try:
-        os.close(fd)
-    except OSError:
-        pass
-
-
-# -- shared memory ---------------------------------------------------------------------------------
-
-_HAVE_MEMFD = hasattr(os, "memfd_create") and sys.platform.startswith("linux")
-
-
-class SharedSegment:
-    """A block of shared memory created by the consumer and mapped by one worker.
-
-    ``handle()`` returns what to put in the worker's ``Process`` arguments and
-    :meth:`attach` maps it there. ``close()`` unmaps (and, for the named fallback, unlinks).
-    The creator keeps the descriptor so that it can map the segment again (:meth:`remap`).
-    """
-
-    def __init__(self, size: int, *, _attach: Any = None) -> None:
-        self.size = size
-        self.fd = -1
-        self._shm: Any = None
-        self._mmap: mmap.mmap | None = None
-        self._creator = _attach is None
-        if _attach is None:
-            if _HAVE_MEMFD:
-                self.fd = os.memfd_create("dataflow-ring", os.MFD_CLOEXEC)
-                try:
-                    os.ftruncate(self.fd, size)
-                    self._mmap = mmap.mmap(self.fd, size)
-                except BaseException:
-                    _close_fd(self.fd)
-                    raise
-            else:  # no memfd: a named segment, unlinked by close() (and the resource tracker)
-                from multiprocessing import shared_memory
-
-                self._shm = shared_memory.SharedMemory(create=True, size=size)
-        elif isinstance(_attach, FdHandle):
-            self.fd = _attach.fd
-            self._mmap = mmap.mmap(self.fd, size)
-            # The mapping keeps the memory alive; the descriptor itself is no longer needed.
-            _close_fd(self.fd)
-            self.fd = -1
-        else:
-            from multiprocessing import shared_memory
-
-            # Attaching registers the name with the resource tracker again; the tracker is the
-            # consumer's (shared by its workers), so that is a no-op, and the consumer's unlink
-            # unregisters it once.
-            self._shm = shared_memory.SharedMemory(name=_attach)
-        self.buf = memoryview(self._mmap if self._mmap is not None else self._shm.buf)
-
-    def handle(self) -> Any:
-        """What a worker needs to map this segment (valid until :meth:`release_handle`)."""
-        if self.fd >= 0:
-            return FdHandle(self.fd)
-        return self._shm.name
-
-    def release_handle(self) -> None:
-        """The named fallback: unlink the name (its creator does, when it closes)."""
-        if self._shm is not None and self._creator:
-            try:
-                self._shm.unlink()
-            except FileNotFoundError:
-                pass
-
-    @property
-    def can_remap(self) -> bool:
-        return self.fd >= 0
-
-    def remap(self) -> memoryview:
-        """Map the segment again at a new address; later reads use the new mapping.
-
-        The old mapping stays alive as long as something (a leased array) still refers to it.
-        """
-        fresh = mmap.mmap(self.fd, self.size)
-        # Drop the old mapping: the arrays that still use it keep it alive, and it is unmapped
-        # (private copies included) when the last of them dies.
-        self._mmap = fresh
-        self.buf = memoryview(fresh)
-        return self.buf
-
-    @classmethod
-    def attach(cls, handle: Any, size: int) -> SharedSegment:
-        return cls(size, _attach=handle)
-
-    def close(self) -> None:
-        """Unmap and close. Mappings that arrays still use are unmapped when the arrays die."""
-        self.release_handle()
-        if self.fd >= 0:
-            _close_fd(self.fd)
-            self.fd = -1
-        view, self.buf = self.buf, memoryview(b"")
-        mapping, self._mmap = self._mmap, None
-        try:
-            view.release()
-        except BufferError:  # arrays still use it: it goes when they do
-            mapping = None
-        if mapping is not None:
-            try:
-                mapping.close()
-            except BufferError:  # pragma: no cover - leased arrays still alive
-                pass
-        if self._shm is not None:
-            try:
-                self._shm.close()
-            except BufferError:  # pragma: no cover - a view is still alive
-                pass
-            self._shm = None
-
-
-# -- the ring ----------------------------------------------------------------------------------------
 
 HEADER_BYTES = 4096  # a page: ring data starts on a page boundary (see Ring.evacuate)
 _PAGE = mmap.PAGESIZE
@@ -291,167 +68,11 @@ _P_WAIT = 24  # producer raised: it sleeps until space frees up
 _CLOSED = 32  # consumer raised: it will never read again (the producer should stop)
 _P_NEED = 25  # producer: the bytes it waits for (with the skip to the ring's start)
 _P_HOLDS = 26  # producer: it holds datapoints not yet written (a transit batch being filled)
-
-# Record header: length, kind, n_items (a fragment: its "last" flag), pickle length (inline only).
-_REC = struct.Struct("<QIII")
-_REC_WRAP, _REC_MSG, _REC_FRAG, _REC_INLINE = 1, 2, 3, 4  # INLINE: a pickle, no buffers
-_FRAG_HEAD = struct.Struct("<QIIQQ")  # record length, kind, last flag, message length, chunk length
-_MSG_META = struct.Struct("<QI")  # pickle length, number of out-of-band buffers
-_ALIGN = 64
-_OOB_MIN_BYTES = 4096  # smaller buffers travel inside the pickle
 _JUMP_BACK_BYTES = 1 << 20  # an empty ring restarts at offset 0 past this, keeping pages warm
-
-
-def _align(n: int) -> int:
-    return (n + _ALIGN - 1) & ~(_ALIGN - 1)
 
 
 class RingFull(Exception):
     """Internal: a non-blocking write found no room."""
-
-
-def _rebuild_array(buf: Any, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
-    """Unpickle an array that :func:`_reduce_array` encoded (its buffer out of band or inline)."""
-    return np.frombuffer(buf, dtype=dtype).reshape(shape)
-
-
-_PLAIN_KINDS = frozenset("biufcSU")  # named completely by ``.str``, and exportable as buffers
-
-
-def _reduce_array(arr: np.ndarray) -> Any:
-    """Pickle a C-contiguous array of a plain dtype as (buffer, dtype string, shape).
-
-    Other arrays (object or structured dtypes, dtypes with metadata, non-C-contiguous layouts)
-    keep numpy's own reduction. Subclasses of ndarray never get here (the table is by exact type).
-    """
-    dt = arr.dtype
-    if arr.flags.c_contiguous and dt.kind in _PLAIN_KINDS and dt.metadata is None:
-        return _rebuild_array, (pickle.PickleBuffer(arr), dt.str, arr.shape)  # type: ignore[arg-type]
-    return arr.__reduce_ex__(5)
-
-
-class _Pickler(pickle.Pickler):
-    dispatch_table = {**copyreg.dispatch_table, np.ndarray: _reduce_array}
-
-
-class _Encoded:
-    """A message laid out for the ring.
-
-    Layout (offsets from the record start): record header, meta (pickle length, buffer count),
-    one u64 length per out-of-band buffer, the pickle, then each buffer at a 64-byte boundary.
-    """
-
-    __slots__ = ("data", "bufs", "offsets", "size", "n_items", "head_len")
-
-    def __init__(self, obj: Any, n_items: int) -> None:
-        bufs: list[memoryview] = []
-
-        def out_of_band(pb: pickle.PickleBuffer) -> bool:
-            raw = pb.raw()
-            if raw.nbytes < _OOB_MIN_BYTES:
-                return True  # in band
-            bufs.append(raw)
-            return False
-
-        out = io.BytesIO()
-        _Pickler(out, protocol=5, buffer_callback=out_of_band).dump(obj)
-        self.data = out.getvalue()
-        self.bufs = bufs
-        self.n_items = n_items
-        if not bufs:  # the common small message: header and pickle only
-            self.head_len = _REC.size + len(self.data)
-            self.offsets = []
-            self.size = _align(self.head_len)
-            return
-        pos = _REC.size + _MSG_META.size + 8 * len(bufs) + len(self.data)
-        self.head_len = pos
-        offsets = []
-        for b in bufs:
-            pos = _align(pos)
-            offsets.append(pos)
-            pos += b.nbytes
-        self.offsets = offsets
-        self.size = _align(pos)
-
-    def _write_head(self, dst: memoryview, base: int) -> None:
-        if not self.bufs:
-            _REC.pack_into(dst, base, self.size, _REC_INLINE, self.n_items, len(self.data))
-            dst[base + _REC.size : base + self.head_len] = self.data
-            return
-        _REC.pack_into(dst, base, self.size, _REC_MSG, self.n_items, 0)
-        p = base + _REC.size
-        _MSG_META.pack_into(dst, p, len(self.data), len(self.bufs))
-        p += _MSG_META.size
-        if self.bufs:
-            struct.pack_into(f"<{len(self.bufs)}Q", dst, p, *(b.nbytes for b in self.bufs))
-            p += 8 * len(self.bufs)
-        dst[p : p + len(self.data)] = self.data
-
-    def write_into(self, dst: memoryview, base: int) -> None:
-        """Write the whole record at ``dst[base:]``."""
-        self._write_head(dst, base)
-        for off, b in zip(self.offsets, self.bufs):
-            dst[base + off : base + off + b.nbytes] = b
-
-    def chunks(self, size: int):
-        """The record as consecutive bytes-like chunks of at most ``size`` bytes (fragments)."""
-        head = bytearray(self.offsets[0] if self.offsets else self.size)
-        self._write_head(memoryview(head), 0)
-        pieces: list[memoryview] = [memoryview(head)]
-        end = len(head)
-        for off, b in zip(self.offsets, self.bufs):
-            if off > end:
-                pieces.append(memoryview(bytes(off - end)))
-            pieces.append(b)
-            end = off + b.nbytes
-        if self.size > end:
-            pieces.append(memoryview(bytes(self.size - end)))
-        for piece in pieces:
-            for start in range(0, piece.nbytes, size):
-                yield piece[start : start + size]
-
-
-def _layout(src: memoryview, base: int) -> tuple[int, int, list[tuple[int, int]]]:
-    """Where the parts of the message at ``src[base]`` are: pickle (start, length), buffers."""
-    p = base + _REC.size
-    plen, nbuf = _MSG_META.unpack_from(src, p)
-    p += _MSG_META.size
-    lens = struct.unpack_from(f"<{nbuf}Q", src, p) if nbuf else ()
-    p += 8 * nbuf
-    start = p
-    p += plen
-    bufs = []
-    for n in lens:
-        p = base + _align(p - base)
-        bufs.append((p, n))
-        p += n
-    return start, plen, bufs
-
-
-def _decode(src: memoryview, base: int, buffers_from: Any, layout: Any = None) -> Any:
-    """Read the message whose record starts at ``src[base]``.
-
-    ``buffers_from`` says where the out-of-band buffers come from: ``"copy"`` (fresh arrays, so
-    that the ring can be reused at once), ``"view"`` (views of ``src``, a private buffer the arrays
-    keep alive), or a lease array covering the record (views of it: zero copy). ``layout`` is
-    :func:`_layout`'s answer if the caller has it already.
-    """
-    start, plen, bufs = layout if layout is not None else _layout(src, base)
-    buffers: list[Any] = []
-    for p, n in bufs:
-        if isinstance(buffers_from, np.ndarray):
-            buffers.append(buffers_from[p - base : p - base + n])
-        elif buffers_from == "copy":
-            out = np.empty(n, dtype=np.uint8)
-            out.data.cast("B")[:] = src[p : p + n]
-            buffers.append(out)
-        else:
-            buffers.append(src[p : p + n])
-    data = src[start : start + plen]
-    try:
-        return pickle.loads(data, buffers=buffers)
-    finally:
-        data.release()
 
 
 # -- zero-copy reads ---------------------------------------------------------------------------------
@@ -879,16 +500,3 @@ class Ring:
 
     def close_reader(self) -> None:
         self.hdr[_CLOSED] = 1
-
-
-def encode(obj: Any, n_items: int = 1) -> _Encoded:
-    """Lay out ``obj`` for a ring (pickle protocol 5, large buffers out of band)."""
-    return _Encoded(obj, n_items)
-
-
-def make_poller(fds: list[int]):
-    """A reusable ``poll`` object watching ``fds`` for readability (or hang-up)."""
-    p = select.poll()
-    for fd in fds:
-        p.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
-    return p

@@ -1,10 +1,11 @@
 """Worker pools: the one engine behind every runner and parallel map.
 
-A pool runs ``num_workers`` copies of a :class:`Job` in worker processes (fork, forkserver or
-spawn) or threads, and gives the consumer a narrow interface: :meth:`recv` the next message from
+A pool runs ``num_workers`` copies of a :class:`~.job.Job` in worker processes (fork, forkserver
+or spawn) or threads, and gives the consumer a narrow interface: :meth:`recv` the next message from
 any (or some) worker, :meth:`send` a task to one worker, :meth:`restart` a dead worker, and
-:meth:`close`. A worker talks back through a :class:`WorkerIO`: ``put`` datapoints (batched in
-transit), ``send`` control messages, ``get_task`` for maps.
+:meth:`close`. What a worker runs and how it talks back is in :mod:`.job`, the main loop of a
+worker process in :mod:`.worker_process`; this module is the consumer's side: starting and
+supervising the workers.
 
 Supervision lives in :meth:`recv`: the consumer sleeps in one ``poll()`` on the data doorbell and
 every worker's process sentinel, so a worker's death wakes it at once; the messages the worker
@@ -13,65 +14,36 @@ finding its rings empty for short whiles sleeps lazily (:class:`_WaitPolicy`): a
 wake-up instead of one. An exception in a worker
 arrives as an ``ERROR`` message and is raised as :class:`~dataflow.errors.WorkerError`.
 
-Worker processes die with their consumer: ``PR_SET_PDEATHSIG`` (Linux), a parent check right after
-it is set (the parent may have died before), and a parent-liveness check whenever a worker sleeps.
-(The kernel sends the death signal when the *thread* that started the worker ends, so a pool
-started from a thread other than the main one relies on the liveness checks alone.)
-They ignore SIGINT: a Ctrl-C is the consumer's to handle, and closing the pool stops the workers.
+Worker processes die with their consumer (see :mod:`.worker_process`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import pickle
-import signal
 import threading
 import time
-import traceback
 from collections import deque
-from dataclasses import dataclass
 from typing import Any
 
 import numpy.random  # noqa: F401 - imported once here rather than in every forked worker
 
-from ..errors import DataFlowClosedError, DataFlowTerminated, WorkerDied, WorkerError
-from . import procs, seeding
+from ..errors import DataFlowClosedError, WorkerDied
+from . import procs
 from .context import WorkerInfo, set_worker_info
-from .transport import (
-    FdHandle,
-    Pipe,
-    Ring,
-    SharedSegment,
-    drain,
-    encode,
-    fence,
-    make_poller,
-    ring_bell,
-)
+from .job import DATA, DIED, DONE, ERROR, Job, WorkerIO, WorkerStopped, make_worker_error, run_job
+from .message import encode
+from .shm import SharedSegment
+from .transport import Ring
+from .wakeup import _SLEEP_S, FdHandle, Pipe, drain, fence, make_poller, ring_bell
+from .worker_process import FLUSH_SIGNAL, _owned_fds, _process_main, _ProcSpec
 
-__all__ = [
-    "DATA",
-    "ERROR",
-    "END_PASS",
-    "DONE",
-    "DIED",
-    "Job",
-    "WorkerIO",
-    "ProcessPool",
-    "ThreadPool",
-]
+__all__ = ["ProcessPool", "ThreadPool"]
 
 logger = logging.getLogger(__name__)
 
-# Message kinds, worker -> consumer. DIED is made up by the consumer when a sentinel fires.
-DATA, ERROR, END_PASS, DONE, DIED = range(5)
-
 DEFAULT_RING_BYTES = 16 << 20
 DEFAULT_TASK_RING_BYTES = 8 << 20
-MAX_TRANSIT_ITEMS = 128  # datapoints a worker packs into one message at most
-_TRANSIT_TARGET_BYTES = 256 << 10  # ... and about this many bytes
-_SLEEP_S = 0.25  # bound on every sleep: a safety net, never the way news arrives
 _BUSY_CHECK_S = 0.5  # while data keeps flowing, look at the sentinels this often
 _HOLD_S = 0.02  # a starving consumer asks a worker holding datapoints to flush after this long
 _LAZY_AFTER = 8  # consecutive short eager sleeps before the consumer sleeps lazily
@@ -79,329 +51,6 @@ _LAZY_IDLE_S = 0.0025  # ... "short": at most this long
 _LAZY_FACTOR = 4  # a lazy sleep lasts this many short sleeps (about as many messages per wake-up)
 _LAZY_MAX_S = 0.010  # ... and never longer than this
 _LAZY_RUN = 16  # lazy sleeps in a row before an eager one measures the pace again
-# Sent to a worker that holds datapoints while the consumer starves (see flush_requested).
-FLUSH_SIGNAL = getattr(signal, "SIGRTMIN", signal.SIGUSR2) + (
-    2 if hasattr(signal, "SIGRTMIN") else 0
-)
-
-# File descriptors the pools of this process own. A forked worker closes those it does not need,
-# so that it does not keep other pools' pipes and memory alive.
-_owned_fds: set[int] = set()
-
-
-class WorkerStopped(BaseException):
-    """Raised inside a thread worker when its pool closes; unwinds the job quietly."""
-
-
-class Job:
-    """What a worker runs. ``run(io)`` produces with ``io.put``/``io.send`` and reads tasks with
-    ``io.get_task``. Returning ends the worker's stream (``DONE``); raising
-    :class:`DataFlowTerminated` too; any other exception is reported as ``ERROR``."""
-
-    def run(self, io: WorkerIO) -> None:
-        raise NotImplementedError
-
-
-class WorkerIO:
-    """The worker's end of its channel (see the concrete classes)."""
-
-    info: WorkerInfo
-
-    def put(self, item: Any) -> None:
-        raise NotImplementedError
-
-    def flush(self) -> None:
-        raise NotImplementedError
-
-    def send(self, kind: int, payload: Any) -> None:
-        raise NotImplementedError
-
-    def get_task(self) -> Any:
-        raise NotImplementedError
-
-    def consumer_waiting(self) -> bool:
-        """Is the consumer starving right now (so that pending output should go out)?"""
-        raise NotImplementedError
-
-
-def _type_name(exc: BaseException) -> str:
-    t = type(exc)
-    module = t.__module__
-    return t.__qualname__ if module in ("builtins", "__main__") else f"{module}.{t.__qualname__}"
-
-
-def _error_payload(exc: BaseException, in_process: bool) -> dict[str, Any]:
-    payload: dict[str, Any] = {
-        "type": _type_name(exc),
-        "message": str(exc),
-        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
-    }
-    if in_process:
-        try:
-            payload["exc"] = pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception:  # noqa: BLE001 - the text is what matters; the object is a bonus
-            pass
-    else:
-        payload["exc_obj"] = exc
-    return payload
-
-
-def run_job(job: Job, io: WorkerIO) -> None:
-    """Run ``job`` and report how it ended (DONE or ERROR) on ``io``."""
-    try:
-        job.run(io)
-        io.send(DONE, "finished")
-    except DataFlowTerminated:
-        io.send(DONE, "terminated")
-    except WorkerStopped:
-        raise
-    except BaseException as e:  # noqa: BLE001 - every failure is reported to the consumer
-        io.send(ERROR, _error_payload(e, in_process=not isinstance(io, _ThreadIO)))
-
-
-def make_worker_error(payload: dict[str, Any], worker: str) -> WorkerError:
-    tb = payload.get("traceback", "")
-    err = WorkerError(
-        f"{worker} raised {payload['type']}: {payload['message']}\n\n"
-        f"Traceback in the worker:\n{tb}",
-        worker=worker,
-        exc_type_name=payload["type"],
-        traceback_text=tb,
-    )
-    cause = payload.get("exc_obj")
-    if cause is None and "exc" in payload:
-        try:
-            cause = pickle.loads(payload["exc"])
-        except Exception:  # noqa: BLE001 - an exception that cannot be rebuilt here
-            cause = None
-    err.__cause__ = cause
-    return err
-
-
-def _next_batch_max(msg_size: int, n_items: int) -> int:
-    """How many datapoints to pack into the next message, from the size of the last one."""
-    per_item = max(1, msg_size // max(1, n_items))
-    return max(1, min(MAX_TRANSIT_ITEMS, _TRANSIT_TARGET_BYTES // per_item))
-
-
-# == processes ====================================================================================
-
-
-@dataclass
-class _ProcSpec:
-    """Everything a worker process needs (pickled under spawn/forkserver)."""
-
-    index: int
-    num_workers: int
-    seed: int | None
-    position: str
-    name: str
-    parent_pid: int
-    method: str
-    job: Any  # a Job (fork) or its pickle (spawn/forkserver)
-    segment: Any
-    segment_bytes: int
-    out_bytes: int
-    task_bytes: int
-    item_cap: int
-    doorbell: FdHandle
-    wake: FdHandle
-    keep_fds: tuple[int, ...] = ()
-    death_signal: bool = True
-
-
-class _ProcessIO(WorkerIO):
-    """A worker process's end: writes to its out-ring, reads tasks from its in-ring."""
-
-    def __init__(self, spec: _ProcSpec, segment: SharedSegment) -> None:
-        self.info = WorkerInfo(spec.index, spec.num_workers, spec.seed, "process")
-        buf = segment.buf
-        self._out = Ring(buf[: spec.out_bytes], spec.item_cap)
-        self._in = Ring(buf[spec.out_bytes : spec.segment_bytes]) if spec.task_bytes else None
-        self._out_hdr = self._out.hdr
-        self._doorbell = spec.doorbell.fd
-        self._wake = spec.wake.fd
-        self._parent_pid = spec.parent_pid
-        self._check_ppid = spec.method != "forkserver"
-        import multiprocessing
-
-        parent = multiprocessing.parent_process()
-        self._parent_sentinel = parent.sentinel if parent is not None else None
-        fds = [self._wake] + ([self._parent_sentinel] if self._parent_sentinel is not None else [])
-        self._poller = make_poller(fds)
-        self._pending: list[Any] = []
-        self._batch_max = 8
-        self._busy = False  # inside flush/send: a flush request must wait
-        self._asked = False  # the consumer asked for a flush while busy
-
-    # -- sending -----------------------------------------------------------------------------
-    # ``_busy`` marks the code that a flush request (a signal handler, run between two bytecodes
-    # of this thread) must not interrupt; the request is then served when that code is done.
-
-    def put(self, item: Any) -> None:
-        self._busy = True
-        try:
-            pending = self._pending
-            pending.append(item)
-            n = len(pending)
-            if n == 1:
-                self._out_hdr[26] = 1  # _P_HOLDS: the consumer may ask for these
-            if n >= self._batch_max or self._out_hdr[16]:  # 16: the consumer waits
-                self._flush()
-        finally:
-            self._busy = False
-        if self._asked:
-            self.flush()
-
-    def consumer_waiting(self) -> bool:
-        return bool(self._out_hdr[16])
-
-    def flush(self) -> None:
-        self._busy = True
-        try:
-            self._asked = False
-            self._flush()
-        finally:
-            self._busy = False
-
-    def _flush(self) -> None:
-        if self._pending:
-            items, self._pending = self._pending, []
-            self._out.set_holding(False)
-            size = self._write((DATA, items))
-            self._batch_max = _next_batch_max(size, len(items))
-
-    def send(self, kind: int, payload: Any) -> None:
-        self._busy = True
-        try:
-            self._asked = False
-            self._flush()
-            self._write((kind, payload), urgent=True)
-        finally:
-            self._busy = False
-
-    def flush_requested(self, *_: Any) -> None:
-        """Signal handler: the consumer starves while this worker holds datapoints, probably
-        because the worker's upstream blocks after producing them."""
-        if self._busy:
-            self._asked = True
-        else:
-            self.flush()
-
-    def _write(self, obj: Any, urgent: bool = False) -> int:
-        msg = encode(obj)
-        ring = self._out
-        if msg.size > ring.max_record:
-            ring.start_fragments(msg)
-            while not ring.try_write_fragments():
-                self._notify()
-                self._wait_for(ring.next_fragment_fits)
-        else:
-            while not ring.try_write(msg):
-                self._wait_for(lambda: ring._room(msg.size, msg.n_items) >= 0)
-        self._notify(urgent)
-        return msg.size
-
-    def _notify(self, urgent: bool = False) -> None:
-        """Wake the consumer if it sleeps for this message: any message if it waits eagerly (1),
-        only ``urgent`` ones (not data) if it waits lazily (2)."""
-        fence()
-        waiting = self._out_hdr[16]
-        if waiting == 1 or (waiting and urgent):
-            ring_bell(self._doorbell)
-
-    def _wait_for(self, ready) -> None:
-        """Sleep until ``ready()`` (space in the out-ring) or a bounded timeout."""
-        ring = self._out
-        ring.set_writer_waiting(True)
-        fence()
-        try:
-            if not ready():
-                if self._out_hdr[16] == 2:
-                    ring_bell(self._doorbell)  # a lazy sleeper: come and read, the ring is full
-                self._sleep()
-        finally:
-            ring.set_writer_waiting(False)
-
-    # -- tasks -------------------------------------------------------------------------------
-    def get_task(self) -> Any:
-        ring = self._in
-        assert ring is not None, "this pool has no task channel"
-        while True:
-            ok, task = ring.read()
-            if ok:
-                fence()
-                if ring.writer_waiting():
-                    ring_bell(self._doorbell)
-                return task
-            self.flush()  # never sleep on results the consumer may be waiting for
-            ring.set_waiting(True)
-            fence()
-            try:
-                if not ring.has_data():
-                    if self._out_hdr[16] == 2:
-                        ring_bell(self._doorbell)  # a lazy sleeper: this worker needs tasks
-                    self._sleep()
-            finally:
-                ring.set_waiting(False)
-
-    # -- sleeping ----------------------------------------------------------------------------
-    def _sleep(self) -> None:
-        events = self._poller.poll(_SLEEP_S * 1000)
-        for fd, _ in events:
-            if fd == self._wake:
-                drain(self._wake)
-            elif fd == self._parent_sentinel:
-                _parent_gone()
-        if self._check_ppid and os.getppid() != self._parent_pid:
-            _parent_gone()
-
-
-def _parent_gone() -> None:
-    procs.flush_std_streams()
-    os._exit(0)
-
-
-def _process_main(spec: _ProcSpec) -> None:
-    """Entry point of a worker process."""
-    procs.worker_signals()
-    if spec.death_signal:
-        procs.set_death_signal()
-    procs.steady_malloc()
-    if spec.method != "forkserver" and os.getppid() != spec.parent_pid:
-        os._exit(0)  # the parent died before the death signal was armed
-    import multiprocessing
-
-    # Allow a worker to start workers of its own (nested parallel flows).
-    multiprocessing.current_process()._config.pop("daemon", None)  # type: ignore[attr-defined]
-    if spec.method == "fork":
-        for fd in list(_owned_fds):
-            if fd not in spec.keep_fds:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-        _owned_fds.clear()
-    code = 0
-    try:
-        segment = SharedSegment.attach(spec.segment, spec.segment_bytes)
-        io = _ProcessIO(spec, segment)
-        signal.signal(FLUSH_SIGNAL, io.flush_requested)
-        signal.siginterrupt(FLUSH_SIGNAL, False)  # restart interrupted system calls
-        set_worker_info(io.info)
-        seeding.seed_globals(spec.position)
-        try:
-            job = pickle.loads(spec.job) if isinstance(spec.job, bytes) else spec.job
-        except BaseException as e:  # noqa: BLE001 - reported like any worker failure
-            io.send(ERROR, _error_payload(e, in_process=True))
-        else:
-            run_job(job, io)
-    except BaseException:  # noqa: BLE001 - nothing left to report to; say it on stderr
-        traceback.print_exc()
-        code = 1
-    finally:
-        procs.flush_std_streams()
-        os._exit(code)
 
 
 class _WaitPolicy:
@@ -825,6 +474,8 @@ class ProcessPool:
 
 
 class _ThreadIO(WorkerIO):
+    crosses_processes = False
+
     def __init__(self, pool: ThreadPool, w: int) -> None:
         self.info = WorkerInfo(w, pool.num_workers, pool._seed, "thread")
         self._pool = pool

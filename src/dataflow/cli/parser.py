@@ -48,8 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--workers",
         type=int,
-        default=2,
-        help="worker processes for the parallel variant of the pipeline (0: skip it)",
+        default=None,
+        help="worker processes for the parallel variant of the pipeline (default: one per CPU "
+        "this process may use; 0: skip it)",
     )
     demo.add_argument("--crop", type=_positive_int, default=112, help="side of the random crop")
     demo.add_argument("--batch-size", type=_positive_int, default=64, help="batch size")

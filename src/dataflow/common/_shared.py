@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .._batching import _short_repr
 from ..base import DataFlow, check_dataflow
 from ..errors import DataFlowArgumentError, DatapointError
 
@@ -48,11 +49,6 @@ def _close_all(iterators: Iterable[Iterator]) -> None:
         close = getattr(it, "close", None)
         if close is not None:
             close()
-
-
-def _short_repr(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _not_a_datapoint(who: str, dp: Any) -> DatapointError:

@@ -7,11 +7,13 @@ datapoint.
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from copy import copy
 from typing import Any
 
 from .. import _state
+from .._skipping import ErrorBudget, check_on_error
 from ..base import DataFlow, ProxyDataFlow
 from ..errors import DataFlowArgumentError
 from ._shared import _bad_component, _not_a_datapoint
@@ -35,11 +37,22 @@ class MapData(ProxyDataFlow):
         ds = MapData(ds, lambda dp: [dp[0] * 255, dp[1]])
     """
 
-    def __init__(self, ds: DataFlow, func: Callable[[Any], Any]) -> None:
+    def __init__(
+        self,
+        ds: DataFlow,
+        func: Callable[[Any], Any],
+        *,
+        on_error: str = "raise",
+        max_errors: int | None = None,
+    ) -> None:
         """
         Args:
             ds: the input flow.
             func: datapoint -> datapoint, or ``None`` to drop it.
+            on_error: ``"raise"`` (an exception of ``func`` ends the pass) or ``"skip"`` (the
+                datapoint is dropped and counted in :attr:`errors_skipped`; see
+                :mod:`dataflow._skipping`).
+            max_errors: with ``"skip"``, how many failures to tolerate (``None``: no limit).
         """
         super().__init__(ds)
         if not callable(func):
@@ -47,8 +60,38 @@ class MapData(ProxyDataFlow):
                 f"{type(self).__name__}: func must be callable, got {type(func).__name__}"
             )
         self.func = func
+        self._skip, max_errors = check_on_error(on_error, max_errors, type(self).__name__)
+        self._errors = ErrorBudget(type(self).__name__, max_errors)
+
+    _skip = False
+    _errors: ErrorBudget
+
+    @property
+    def errors_skipped(self) -> int:
+        """Datapoints dropped because mapping them raised (``on_error="skip"``), in this process."""
+        errors = self.__dict__.get("_errors")
+        return 0 if errors is None else errors.skipped
+
+    def _skipping(self, mapper: Callable[[Any], Any]) -> Iterator:
+        """The pass with ``on_error="skip"``: a datapoint whose mapping raises is counted."""
+        errors = self._errors
+        for i, dp in enumerate(self.ds):
+            try:
+                ret = mapper(dp)
+            except Exception:
+                errors.skip(f"datapoint #{i} of the pass", traceback.format_exc())
+                continue
+            if ret is not None:
+                yield ret
+
+    def _copy_and_call(self, dp: Any) -> Any:
+        kind = type(dp)
+        return self.func([*dp] if kind is list else dp if kind is tuple else copy(dp))
 
     def __iter__(self) -> Iterator:
+        if self._skip:
+            yield from self._skipping(self._copy_and_call)
+            return
         func = self.func
         for dp in self.ds:
             # A shallow copy, as tensorpack's copy(dp) but without its per-call dispatch cost.
@@ -83,12 +126,21 @@ class MapDataComponent(MapData):
         ds = MapDataComponent(ds, lambda img: img * 255, 0)  # map component 0
     """
 
-    def __init__(self, ds: DataFlow, func: Callable[[Any], Any], index: Hashable = 0) -> None:
+    def __init__(
+        self,
+        ds: DataFlow,
+        func: Callable[[Any], Any],
+        index: Hashable = 0,
+        *,
+        on_error: str = "raise",
+        max_errors: int | None = None,
+    ) -> None:
         """
         Args:
             ds: a flow of list/tuple or dict datapoints.
             func: component -> component, or ``None`` to drop the datapoint.
             index: index (int) or key of the component.
+            on_error, max_errors: as in :class:`MapData`.
         """
         if not callable(func):
             raise DataFlowArgumentError(
@@ -96,7 +148,7 @@ class MapDataComponent(MapData):
             )
         self._index = index
         self._func = func
-        super().__init__(ds, self._mapper)
+        super().__init__(ds, self._mapper, on_error=on_error, max_errors=max_errors)
 
     def _mapper(self, dp: Any) -> Any:
         """Map one datapoint (also what ``self.func`` does, for code that calls it directly)."""
@@ -115,6 +167,9 @@ class MapDataComponent(MapData):
         return dp
 
     def __iter__(self) -> Iterator:
+        if self._skip:
+            yield from self._skipping(self._mapper)
+            return
         index = self._index
         func = self._func
         for dp in self.ds:

@@ -198,6 +198,12 @@ class ImageAugmentor:
             rngs = d["_rngs"] = {}
         entry = rngs.get((generation, id(info)))
         if entry is None or entry[0] is not info:
+            spec = d.get("_seed_spec")  # a resumed pipeline's: the saved stream, not the seed's
+            if spec is not None:
+                entry = (info, seeding.rng_from_spec(spec, self._seed_epoch))
+                rngs[(generation, id(info))] = entry
+                d["_rng_last"] = (generation, info, entry[1])
+                return entry[1]
             key = self._key()
             if seeding.get_seed() is None:
                 key = f"{key}#{self._seed_resets}"  # fresh per reset when nothing is reproducible
