@@ -26,12 +26,15 @@ ray = pytest.importorskip("ray", reason="the [ray] extra is part of the dev inst
 import flows  # noqa: E402
 from flows import Count, double, fail_on_13, slow_double, wait_until  # noqa: E402
 
-pytestmark = pytest.mark.timeout(180)
+# One worker runs every Ray test, one after the other (./run passes --dist loadgroup), so one Ray
+# starts for them, and it is shut down before that worker goes on to other files (whose no_leaks
+# fixture would see Ray's processes as leftover children).
+pytestmark = [pytest.mark.timeout(180), pytest.mark.xdist_group("ray")]
 
 HALF_CPU = {"num_cpus": 0.5}  # three actors fit the 2-CPU test Ray
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def local_ray():
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
