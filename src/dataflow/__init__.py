@@ -76,6 +76,7 @@ from .raw import (
     DataFromQueue,
     FakeData,
 )
+from .ray_backend import RayMapData, RayRunner
 from .remote import RemoteDataZMQ, send_dataflow_zmq
 from .serialize import (
     DiskCacheSerializer,
@@ -123,6 +124,9 @@ __all__ = [
     "MultiProcessMapDataZMQ",
     "MultiProcessMapAndBatchData",
     "MultiProcessMapAndBatchDataZMQ",
+    # Ray (imported when one is built)
+    "RayMapData",
+    "RayRunner",
     # format, serialize, remote
     "LMDBData",
     "LMDBDataDecoder",
