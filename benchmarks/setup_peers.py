@@ -32,8 +32,8 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_VENV = REPO / ".bench-venv"
 MANIFEST = "peers.json"
 
-# lmdb: W6, both sides; matplotlib: the charts of the report (never needed by the project itself)
-BASE_PACKAGES = ["numpy", "psutil", "opencv-python-headless", "lmdb", "matplotlib"]
+# lmdb: W6, both sides (zlib-ng: our lmdb extra's fast CRC-32); matplotlib: the charts of the report (never needed by the project itself)
+BASE_PACKAGES = ["numpy", "psutil", "opencv-python-headless", "lmdb", "zlib-ng", "matplotlib"]
 
 # name -> (pip requirements, code that imports it and sets v to its version)
 PEERS: dict[str, tuple[list[str], str]] = {
