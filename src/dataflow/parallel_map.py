@@ -64,6 +64,7 @@ from ._engine.map_job import (
     _T_BATCH,
     _T_FLUSH,
     _T_RANGE,
+    TIMEOUT_SIGNAL,
     _MapJob,
 )
 from ._engine.map_resume import MapResume
@@ -91,6 +92,22 @@ __all__ = [
 
 _MAX_ATTEMPTS = 3
 _ALL_SKIPPED: Any = object()  # an ordered batch whose every datapoint failed (on_error="skip")
+
+
+def _check_timeout(value: object, who: str, kind: str) -> float | None:
+    """``timeout``: None (off) or the seconds one datapoint may take in a worker process."""
+    if value is None:
+        return None
+    if kind != "process":
+        raise DataFlowArgumentError(
+            f"{who}: timeout applies to worker processes only: a stuck thread cannot be stopped "
+            "(use MultiProcessMapData, or a timeout inside map_func)"
+        )
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise DataFlowArgumentError(
+            f"{who}: timeout must be a positive number of seconds or None, got {value!r}"
+        )
+    return float(value)
 
 
 def _check_restarts(value: object, who: str) -> tuple[bool, int | None]:
@@ -128,6 +145,7 @@ class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
         kind: str,
         on_error: object = "raise",
         max_errors: object = None,
+        timeout: object = None,
     ) -> None:
         self.ds = check_dataflow(ds, who)
         if num_workers is None:
@@ -150,6 +168,9 @@ class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
         self._job: Any = None
         self._skip_errors, limit = check_on_error(on_error, max_errors, who)
         self._errors = ErrorBudget(who, limit)
+        self._timeout = _check_timeout(timeout, who, kind)
+        # What each worker holds is tracked to resend it (restarts) or to name it (timeouts).
+        self._track = self._restart or self._timeout is not None
 
     @property
     def errors_skipped(self) -> int:
@@ -179,7 +200,11 @@ class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
         if self._job is None:
             func = self._payload(self.map_func, "map_func")
             self._job = _MapJob(
-                func, self._batch_size if not self._ordered else 0, self._who, self._skip_errors
+                func,
+                self._batch_size if not self._ordered else 0,
+                self._who,
+                self._skip_errors,
+                self._timeout,
             )
 
     def _make_pool(self) -> ProcessPool | ThreadPool:
@@ -411,14 +436,14 @@ class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
                 idxs, dps = [idx for idx, _ in pairs], [dp for _, dp in pairs]
                 pool.send(w, (_T_AT, idxs, dps))
                 self._load[w] += len(dps)
-                if self._restart:
+                if self._track:
                     self._sent[w].update(zip(idxs, dps))
                 if self._flushed:
                     pool.send(w, (_T_FLUSH,))
                 return len(dps)
         pool.send(w, (_T_RANGE, first, dps))
         self._load[w] += len(dps)
-        if self._restart:
+        if self._track:
             self._sent[w].update(zip(range(first, first + len(dps)), dps))
         if self._flushed:
             pool.send(w, (_T_FLUSH,))
@@ -429,7 +454,7 @@ class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
         self._batch_tasks[first] = task
         pool.send(w, task)
         self._load[w] += len(dps)
-        if self._restart:
+        if self._track:
             self._sent[w].update(zip(range(first, first + len(dps)), dps))
 
     # -- receiving ---------------------------------------------------------------------------
@@ -440,7 +465,7 @@ class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
             return False
         self._load[w] -= k
         self._outstanding -= k
-        if self._restart:
+        if self._track:
             sent = self._sent[w]
             for idx in idxs:
                 sent.pop(idx, None)
@@ -587,9 +612,25 @@ class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
         )
 
     def _on_death(self, pool: Any, w: int, exitcode: int | None) -> None:
-        if not self._restart:
-            raise pool.died_error(w, exitcode)
         err = pool.died_error(w, exitcode)
+        if self._timeout is not None and exitcode == -TIMEOUT_SIGNAL and self._sent[w]:
+            # The worker held these (results it had not sent yet included): it was stuck on
+            # one of them, most likely the last (it maps in order).
+            held = sorted(self._sent[w])
+            first, last = held[0] - self._pass_start, held[-1] - self._pass_start
+            which = (
+                f"datapoint #{first}"
+                if len(held) == 1
+                else f"one of the {len(held)} datapoints it held, #{first} to #{last}"
+            )
+            err = WorkerDied(
+                f"{self._who}: map_func ran past timeout={self._timeout:g}s on {which} of the "
+                f"pass; {pool.describe(w)} was stopped",
+                worker=err.worker,
+                exitcode=exitcode,
+            )
+        if not self._restart:
+            raise err
         self._deaths.append(str(err))
         limit = self._restart_limit
         if limit is not None and len(self._deaths) > limit:
@@ -765,6 +806,7 @@ class MultiThreadMapData(_ParallelMap):
         seed: int | None = None,
         on_error: str = "raise",
         max_errors: int | None = None,
+        timeout: None = None,
     ) -> None:
         """
         Args:
@@ -778,6 +820,8 @@ class MultiThreadMapData(_ParallelMap):
             on_error: ``"raise"`` or ``"skip"`` (a datapoint on which ``map_func`` raises is
                 dropped and counted in ``errors_skipped``, even with ``strict``).
             max_errors: with ``"skip"``, how many failures to tolerate (``None``: no limit).
+            timeout: only None: a thread stuck in ``map_func`` cannot be stopped, so a timeout
+                is refused (DataFlowArgumentError); MultiProcessMapData takes one.
         """
         who = "MultiThreadMapData"
         self._init_map(
@@ -794,6 +838,7 @@ class MultiThreadMapData(_ParallelMap):
             "thread",
             on_error,
             max_errors,
+            timeout,
         )
         self.num_thread = self._num_workers
 
@@ -821,6 +866,7 @@ class MultiProcessMapData(_ParallelMap):
         seed: int | None = None,
         on_error: str = "raise",
         max_errors: int | None = None,
+        timeout: float | None = None,
     ) -> None:
         """
         Args:
@@ -837,6 +883,12 @@ class MultiProcessMapData(_ParallelMap):
                 WorkerDied, or with ``on_error="skip"`` is skipped and counted.
             seed: seed for the workers' global generators (see the module doc).
             on_error, max_errors: as in :class:`MultiThreadMapData`.
+            timeout: seconds one datapoint may take in ``map_func`` (default None: no limit).
+                A worker past it is stopped (SIGALRM) and handled as a death: WorkerDied naming
+                the datapoint, or with ``restart_workers`` replaced and the datapoint sent again
+                (three times at most, then WorkerDied or, with ``on_error="skip"``, skipped and
+                counted). ``map_func`` must not use SIGALRM or ``signal.setitimer`` itself.
+                Thread maps take no timeout: a stuck thread cannot be stopped.
         """
         who = type(self).__name__
         self._init_map(
@@ -853,6 +905,7 @@ class MultiProcessMapData(_ParallelMap):
             "process",
             on_error,
             max_errors,
+            timeout,
         )
         self.num_proc = self._num_workers
 
@@ -891,6 +944,7 @@ class MultiProcessMapAndBatchData(_ParallelMap):
         seed: int | None = None,
         on_error: str = "raise",
         max_errors: int | None = None,
+        timeout: float | None = None,
     ) -> None:
         """
         Args:
@@ -902,7 +956,7 @@ class MultiProcessMapAndBatchData(_ParallelMap):
             strict: each pass batches exactly one upstream pass.
             remainder: with ``strict`` or ``ordered``, also yield the last, smaller batch.
             ordered: batches in input order, equal to ``BatchData(MapData(...))``.
-            start_method, restart_workers, seed, on_error, max_errors: as in
+            start_method, restart_workers, seed, on_error, max_errors, timeout: as in
                 :class:`MultiProcessMapData`.
         """
         who = type(self).__name__
@@ -923,6 +977,7 @@ class MultiProcessMapAndBatchData(_ParallelMap):
             "process",
             on_error,
             max_errors,
+            timeout,
         )
         if self._buffer_size < batch_size:
             raise DataFlowArgumentError(

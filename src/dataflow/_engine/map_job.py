@@ -9,6 +9,7 @@ consumer can order them, count them exactly once, and resend what a dead worker 
 from __future__ import annotations
 
 import pickle
+import signal
 import time
 import traceback
 from typing import Any
@@ -55,15 +56,23 @@ class _MapJob(Job):
     """A map worker: apply ``map_func`` to the datapoints it is sent (and batch, if asked)."""
 
     def __init__(
-        self, map_func: Any, batch_size: int = 0, who: str = "", skip_errors: bool = False
+        self,
+        map_func: Any,
+        batch_size: int = 0,
+        who: str = "",
+        skip_errors: bool = False,
+        timeout: float | None = None,
     ) -> None:
         self.map_func = map_func  # the function, or its pickle
         self.batch_size = batch_size
         self.who = who
         self.skip_errors = skip_errors
+        self.timeout = timeout  # seconds per datapoint (worker processes only)
 
     def run(self, io: Any) -> None:
         f = pickle.loads(self.map_func) if isinstance(self.map_func, bytes) else self.map_func
+        if self.timeout is not None:
+            f = _timed(f, self.timeout)
         failed: list[str] = []  # tracebacks of the failures not yet reported (skip_errors)
         if self.skip_errors:
             f = _guarded(f, failed)
@@ -171,6 +180,32 @@ class _MapJob(Job):
 
 
 _FAILED: Any = object()  # what a guarded map function returns for a datapoint that raised
+
+#: The signal that ends a worker process whose map_func ran past its timeout.
+TIMEOUT_SIGNAL = signal.SIGALRM
+
+
+def _timed(f: Any, timeout: float) -> Any:
+    """``f`` under a per-call deadline: past it, the kernel ends this worker process.
+
+    SIGALRM with its default action terminates the process even while ``f`` is stuck in C code
+    holding the GIL (no Python handler has to run); the consumer sees a death by SIGALRM and
+    handles it as a hung worker. Worker processes only (a thread cannot be ended).
+    """
+    signal.signal(TIMEOUT_SIGNAL, signal.SIG_DFL)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {TIMEOUT_SIGNAL})
+    arm = signal.setitimer
+    real = signal.ITIMER_REAL
+
+    def timed(dp: Any) -> Any:
+        arm(real, timeout)
+        try:
+            return f(dp)
+        finally:
+            arm(real, 0)
+
+    return timed
 
 
 def _guarded(f: Any, failed: list[str]) -> Any:

@@ -231,8 +231,13 @@ class ProcessPool(_Pool):
         self._dead[w] = None
         self._gone[w] = False
 
-    def restart(self, w: int) -> None:
-        """Replace worker ``w`` (which died) with a fresh one; its queued tasks are dropped."""
+    def restart(self, w: int, job: Job | bytes | None = None) -> None:
+        """Replace worker ``w`` (which died) with a fresh one; its queued tasks are dropped.
+
+        ``job``: what the new worker (and any later one) runs instead (a runner resuming its
+        shard); by default the same job as before."""
+        if job is not None:
+            self._job = job
         self._release_worker(w)
         self._outbox[w].clear()
         self._start_worker(w)
