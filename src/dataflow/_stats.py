@@ -26,14 +26,14 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import DataFlowError
 
-if TYPE_CHECKING:
-    from .base import DataFlow
+# base imports this module, so a flow is typed loosely here (as in _state) to keep the graph acyclic
+DataFlow = Any
 
 __all__ = [
     "enable",
@@ -223,10 +223,11 @@ class PipelineStats:
         plot(self, path)
 
 
-def snapshot(root: DataFlow) -> PipelineStats:
-    """The statistics of the pipeline ending at ``root`` as they stand now."""
-    from .base import upstream_flows
-
+def snapshot(
+    root: DataFlow, upstream_flows: Callable[[Any], list[tuple[str, Any]]]
+) -> PipelineStats:
+    """The statistics of the pipeline ending at ``root`` as they stand now; ``upstream_flows``
+    names a flow's upstreams (base.py passes its own walker: this module must not import base)."""
     now = _clock()
     found: list[tuple[str, Any]] = []
     seen: set[int] = set()
@@ -457,15 +458,15 @@ def _logged(ds: DataFlow, every: float) -> Iterator:
     for dp in ds:
         yield dp
         if clock() >= due:
-            logger.info("pipeline stats:\n%s", snapshot(ds))
+            logger.info("pipeline stats:\n%s", ds.stats())
             due = clock() + every
-    logger.info("pipeline stats (end of pass):\n%s", snapshot(ds))
+    logger.info("pipeline stats (end of pass):\n%s", ds.stats())
 
 
 def postfix(ds: Any) -> str | None:
     """A short bottleneck line for a progress bar, or None when ``ds`` is not counted."""
     try:
-        st = snapshot(ds)
+        st = ds.stats()
     except StatsOffError:
         return None
     if st.bottleneck is None:

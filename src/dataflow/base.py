@@ -352,7 +352,7 @@ class DataFlow:
         be on when the passes begin (``dataflow.stats.enable()`` or ``DATAFLOW_STATS=1``); a
         pipeline never counted raises :class:`~dataflow.stats.StatsOffError`.
         """
-        return _stats.snapshot(self)
+        return _stats.snapshot(self, upstream_flows)
 
     def _df_save(self) -> dict | None:
         """This flow's position in the current pass (native flows). Subclasses override."""

@@ -156,8 +156,11 @@ class _IndexedSource(RNGDataFlow):
     def _pass_order(self, n: int) -> tuple[Sequence[int] | range, int]:
         """This pass's order of indices and where in it to start."""
         start = self.__dict__.pop("_df_start", 0)
-        order = self.rng.permutation(n).tolist() if self.shuffle else range(n)  # type: ignore[attr-defined]
-        return order, start
+        if not self.shuffle:  # type: ignore[attr-defined]
+            return range(n), start
+        # A resumed pass draws the whole permutation (the RNG must end where the original's did)
+        # but turns only its tail into Python ints: the position counts from the end (_position).
+        return self.rng.permutation(n)[start:].tolist(), 0  # type: ignore[attr-defined]
 
     def _position(self) -> tuple[int, int] | None:
         if self._df_cursor is None:

@@ -325,8 +325,8 @@ class _LMDBReader(RNGDataFlow):
     def _shuffled_keys(self, start: int = 0) -> Iterator[bytes]:
         if self.keys is not None:
             keys = self.keys
-            return map(keys.__getitem__, self.rng.permutation(len(keys)).tolist()[start:])
-        return map(lmdb_key, self.rng.permutation(self._size).tolist()[start:])
+            return map(keys.__getitem__, self.rng.permutation(len(keys))[start:].tolist())
+        return map(lmdb_key, self.rng.permutation(self._size)[start:].tolist())
 
     # Resume: the position is how many records the pass yielded (``pos``, a local of the pass's
     # generator). A resumed pass draws the same permutation and starts at ``pos`` in it; a
@@ -612,7 +612,7 @@ class LMDBDatapoints(_LMDBReader):
                     yield dp
                 return
             if self._shuffle:
-                order: Iterator[int] = iter(self.rng.permutation(self._size).tolist()[start:])
+                order: Iterator[int] = iter(self.rng.permutation(self._size)[start:].tolist())
             else:
                 order = iter(range(start, self._size))
             get = txn.get
