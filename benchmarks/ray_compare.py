@@ -8,10 +8,10 @@ One run, one machine, a local Ray with as many CPUs as the machine (2 here), 2 w
   W5's tiny map (~40 us of pure Python -> int64[16], label; ``workloads.w5_gil``), batch 64;
 - ``ours-ray``: ``BatchData(RayMapData(DataFromList(src), f, 2, strict=True), 64)``;
 - ``raydata``: Ray Data, ``from_items(src).map_batches(f over the rows of a batch,
-  batch_size=64, concurrency=2)`` and ``iter_batches(batch_size=64)``, built anew each pass (as
-  an epoch loop over a Ray Dataset does); needs ``ray[data]`` (pyarrow): install it into the
-  peers' venv (``.bench-venv/bin/pip install 'ray[data]==2.60.0'`` after
-  ``benchmarks/setup_peers.py``), never into the project's;
+  batch_size=64, concurrency=2)`` built once, and ``iter_batches(batch_size=64)`` each pass (each
+  iteration executes the pipeline again, as an epoch loop over a Ray Dataset does); needs
+  ``ray[data]`` (pyarrow) in the peers' venv: ``python benchmarks/setup_peers.py --peers raydata``
+  (never the project's venv);
 - ``ours-mp``: ``BatchData(MultiProcessMapData(DataFromList(src), 2, f, strict=True), 64)``.
 
 Each case: one warm-up pass (actors or processes start), then ``--passes`` timed passes; the
@@ -90,8 +90,11 @@ def run_raydata(source: list, func: Any, passes: int) -> float:
         outs = [func(dp) for dp in batch["dp"]]
         return {"x": np.stack([o[0] for o in outs]), "label": np.array([o[1] for o in outs])}
 
+    # Built once, iterated once a pass (each iteration executes the pipeline again, as an epoch
+    # loop over a Ray Dataset does); the build is not timed.
+    ds = ray.data.from_items(rows).map_batches(on_batch, batch_size=64, concurrency=2)
+
     def one_pass():
-        ds = ray.data.from_items(rows).map_batches(on_batch, batch_size=64, concurrency=2)
         for batch in ds.iter_batches(batch_size=64, batch_format="numpy"):
             yield [batch["x"], batch["label"]]
 

@@ -10,7 +10,8 @@ Installs, each step on its own so that one failure costs only that peer:
   (``pip install -e <repo>``), so that ours runs under the same interpreter and numpy as the peers;
 - the peers, pinned: tensorpack 0.11 (only ``tensorpack.dataflow`` is used; it needs no TensorFlow),
   torch 2.13.0 (CPU build only: the install is checked with a dry run first and refused if it would
-  bring a CUDA build or nvidia-* packages), grain 0.2.18, spdl 0.8.0.
+  bring a CUDA build or nvidia-* packages), grain 0.2.18, spdl 0.8.0, and for W10 (the Ray
+  comparison, ``ray_compare.py``) ray[data] 2.60.0.
 
 A peer that fails to install or to import is reported and skipped by ``run.py``. What was installed
 is written to ``<venv>/peers.json`` (status, version, error) and ``<venv>/pip-freeze.txt``;
@@ -54,6 +55,11 @@ PEERS: dict[str, tuple[list[str], str]] = {
     "spdl": (
         ["spdl==0.8.0"],
         "import spdl.pipeline, importlib.metadata as m; v = m.version('spdl')",
+    ),
+    # W10 only (benchmarks/ray_compare.py): Ray Data's map_batches, and ray for RayMapData
+    "raydata": (
+        ["ray[data]==2.60.0"],
+        "import ray.data, ray; v = ray.__version__",
     ),
 }
 

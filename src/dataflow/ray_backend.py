@@ -148,6 +148,8 @@ class RayMapData(_RayOwner, _ParallelMap):
         actor_options: dict[str, Any] | None = None,
         max_restarts: int = 3,
         seed: int | None = None,
+        on_error: str = "raise",
+        max_errors: int | None = None,
     ) -> None:
         """
         Args:
@@ -164,6 +166,11 @@ class RayMapData(_RayOwner, _ParallelMap):
                 ``runtime_env``...; default one CPU each).
             max_restarts: replacements of each actor after it dies.
             seed: seed for the actors' global generators (as for MultiProcessMapData).
+            on_error, max_errors: as in :class:`~dataflow.MultiProcessMapData`: ``"skip"``
+                drops a datapoint on which ``map_func`` raises (in the actor) and counts it in
+                ``errors_skipped``, even with ``strict``; past ``max_errors`` failures the pass
+                raises DataFlowError with the count and the last remote traceback. A datapoint on
+                which actors died three times is skipped too (with ``"raise"``: WorkerDied).
         """
         who = "RayMapData"
         self._who = who
@@ -173,7 +180,21 @@ class RayMapData(_RayOwner, _ParallelMap):
         bs = check_count(batch_size, who, "batch_size")
         if buffer_size is None:
             buffer_size = 2 * bs * n
-        self._init_map(who, ds, n, map_func, buffer_size, strict, ordered, seed, None, False, "ray")
+        self._init_map(
+            who,
+            ds,
+            n,
+            map_func,
+            buffer_size,
+            strict,
+            ordered,
+            seed,
+            None,
+            False,
+            "ray",
+            on_error,
+            max_errors,
+        )
         self._restart = True  # the pool enforces max_restarts
         self._init_ray(address, actor_options, max_restarts)
         self.num_actors = n
