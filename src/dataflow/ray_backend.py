@@ -196,6 +196,7 @@ class RayMapData(_RayOwner, _ParallelMap):
             max_errors,
         )
         self._restart = True  # the pool enforces max_restarts
+        self._track = True  # what each actor holds is sent again when it dies
         self._init_ray(address, actor_options, max_restarts)
         self.num_actors = n
         self.batch_size = bs
