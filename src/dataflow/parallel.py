@@ -70,11 +70,11 @@ import numpy as np
 from . import _state
 from ._engine import seeding
 from ._engine.job import DATA, DIED, DONE, END_PASS, Job
+from ._engine.map_supervise import check_restarts  # the same restart budget as the maps'
 from ._engine.stage import PoolOwner, check_count, check_flag, reposition
 from ._engine.workers import ProcessPool, ThreadPool
 from .base import DataFlow, ProxyDataFlow, RNGDataFlow, check_dataflow, upstream_flows
 from .errors import DataFlowArgumentError, LengthUnknownError, WorkerDied
-from .parallel_map import _check_restarts  # the same restart budget as the maps'
 
 __all__ = [
     "MultiProcessRunner",
@@ -223,7 +223,7 @@ class _Runner(PoolOwner, DataFlow):
         self._num_workers = num_workers
         self._item_cap = item_cap
         self._shard = check_flag(shard, who, "shard")
-        self._restart, self._restart_limit = _check_restarts(restart_workers, who)
+        self._restart, self._restart_limit = check_restarts(restart_workers, who)
         if self._restart and kind == "thread":
             raise DataFlowArgumentError(
                 f"{who}: restart_workers applies to worker processes only (a thread does not die)"

@@ -37,6 +37,11 @@ itself (the upstream runs in the consumer). A worker process that dies raises
 :class:`~dataflow.errors.WorkerDied` within about a second (unless ``restart_workers``). Workers
 start at ``reset_state()``, ignore Ctrl-C, die with the consumer, and stop on ``close()``, garbage
 collection or interpreter exit. A parallel map allows one live iterator at a time.
+
+Where things are: this module is the consumer side (one concept: feeding the workers and turning
+their messages into the pass, in order or not) and the public classes; a worker's loop is in
+``_engine/map_job.py``, what a worker's death costs (restart, resend, poison, timeout) in
+``_engine/map_supervise.py``, and the resumable state in ``_engine/map_resume.py``.
 """
 
 from __future__ import annotations
@@ -47,8 +52,6 @@ import math
 import pickle
 from collections.abc import Callable, Iterator
 from typing import Any
-
-import numpy as np
 
 from ._batching import aggregate_batch
 from ._engine.job import DATA, DIED, DONE, Job
@@ -64,10 +67,10 @@ from ._engine.map_job import (
     _T_BATCH,
     _T_FLUSH,
     _T_RANGE,
-    TIMEOUT_SIGNAL,
     _MapJob,
 )
 from ._engine.map_resume import MapResume
+from ._engine.map_supervise import MapSupervision, check_restarts, check_timeout
 from ._engine.stage import PoolOwner, check_count, check_flag, default_workers
 from ._engine.workers import ProcessPool, ThreadPool
 from ._skipping import ErrorBudget, check_on_error
@@ -90,39 +93,10 @@ __all__ = [
     "MultiProcessMapAndBatchDataZMQ",
 ]
 
-_MAX_ATTEMPTS = 3
 _ALL_SKIPPED: Any = object()  # an ordered batch whose every datapoint failed (on_error="skip")
 
 
-def _check_timeout(value: object, who: str, kind: str) -> float | None:
-    """``timeout``: None (off) or the seconds one datapoint may take in a worker process."""
-    if value is None:
-        return None
-    if kind != "process":
-        raise DataFlowArgumentError(
-            f"{who}: timeout applies to worker processes only: a stuck thread cannot be stopped "
-            "(use MultiProcessMapData, or a timeout inside map_func)"
-        )
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise DataFlowArgumentError(
-            f"{who}: timeout must be a positive number of seconds or None, got {value!r}"
-        )
-    return float(value)
-
-
-def _check_restarts(value: object, who: str) -> tuple[bool, int | None]:
-    """``restart_workers``: True (no limit), False, or the restarts allowed in one pass."""
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value), None
-    if isinstance(value, (int, np.integer)) and value >= 0:
-        return bool(value > 0), int(value)
-    raise DataFlowArgumentError(
-        f"{who}: restart_workers must be True, False or the number of restarts allowed in a "
-        f"pass (an int >= 0), got {value!r}"
-    )
-
-
-class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
+class _ParallelMap(MapResume, MapSupervision, PoolOwner, ProxyDataFlow):
     """The consumer side shared by every parallel map (see the module doc)."""
 
     reentrant = False
@@ -161,14 +135,14 @@ class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
         self._buffer_size = check_count(buffer_size, who, "buffer_size")
         self._strict = check_flag(strict, who, "strict")
         self._ordered = check_flag(ordered, who, "ordered")
-        self._restart, self._restart_limit = _check_restarts(restart_workers, who)
+        self._restart, self._restart_limit = check_restarts(restart_workers, who)
         if self._restart and kind == "thread":
             raise DataFlowArgumentError(f"{who}: restart_workers applies to worker processes only")
         self._init_owner(who, seed, start_method, kind)
         self._job: Any = None
         self._skip_errors, limit = check_on_error(on_error, max_errors, who)
         self._errors = ErrorBudget(who, limit)
-        self._timeout = _check_timeout(timeout, who, kind)
+        self._timeout = check_timeout(timeout, who, kind)
         # What each worker holds is tracked to resend it (restarts) or to name it (timeouts).
         self._track = self._restart or self._timeout is not None
 
@@ -611,98 +585,6 @@ class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
             "use strict=False, where None drops the datapoint)"
         )
 
-    def _on_death(self, pool: Any, w: int, exitcode: int | None) -> None:
-        err = pool.died_error(w, exitcode)
-        if self._timeout is not None and exitcode == -TIMEOUT_SIGNAL and self._sent[w]:
-            # The worker held these (results it had not sent yet included): it was stuck on
-            # one of them, most likely the last (it maps in order).
-            held = sorted(self._sent[w])
-            first, last = held[0] - self._pass_start, held[-1] - self._pass_start
-            which = (
-                f"datapoint #{first}"
-                if len(held) == 1
-                else f"one of the {len(held)} datapoints it held, #{first} to #{last}"
-            )
-            err = WorkerDied(
-                f"{self._who}: map_func ran past timeout={self._timeout:g}s on {which} of the "
-                f"pass; {pool.describe(w)} was stopped",
-                worker=err.worker,
-                exitcode=exitcode,
-            )
-        if not self._restart:
-            raise err
-        self._deaths.append(str(err))
-        limit = self._restart_limit
-        if limit is not None and len(self._deaths) > limit:
-            raise WorkerDied(
-                f"{self._who}: {len(self._deaths)} worker deaths in this pass, more than "
-                f"restart_workers={limit}: " + "; ".join(self._deaths),
-                worker=err.worker,
-                exitcode=exitcode,
-            )
-        lost = sorted(self._sent[w].items())
-        poisoned = []
-        for idx, _ in lost:
-            self._attempts[idx] = self._attempts.get(idx, 0) + 1
-            if self._attempts[idx] >= _MAX_ATTEMPTS:
-                if not self._skip_errors or (self._batch_size and self._ordered):
-                    raise WorkerDied(
-                        f"{err} -- workers died {_MAX_ATTEMPTS} times while datapoint "
-                        f"#{idx - self._pass_start} was in flight; giving up",
-                        worker=err.worker,
-                        exitcode=exitcode,
-                    )
-                poisoned.append(idx)
-        if poisoned:  # on_error="skip": a datapoint that kills its workers is skipped, counted
-            # A worker maps in order, so the first of them is the likely culprit; the others
-            # rode along in its tasks: they are sent again (one more death puts them here again).
-            culprit = poisoned[0]
-            for idx in poisoned[1:]:
-                self._attempts[idx] = _MAX_ATTEMPTS - 1
-            lost = [(idx, dp) for idx, dp in lost if idx != culprit]
-            self._skip_poisoned([culprit], str(err))
-        self._sent[w] = {}
-        self._load[w] = 0
-        pool.restart(w)
-        self._restarts += 1
-        stale = [idx for idx, _ in lost if idx < self._pass_start]
-        self._outstanding -= len(stale)  # an abandoned pass needs them no more
-        lost = [(idx, dp) for idx, dp in lost if idx >= self._pass_start]
-        if self._batch_size and self._ordered:
-            lost_ids = {idx for idx, _ in lost}
-            for _, task in sorted(self._batch_tasks.items()):
-                if task[2] in lost_ids:
-                    v = self._pick_worker()
-                    pool.send(v, task)
-                    self._load[v] += len(task[3])
-                    self._sent[v].update(zip(range(task[2], task[2] + len(task[3])), task[3]))
-            return
-        share = max(1, self._capacity() // self._num_workers)
-        for start in range(0, len(lost), share):
-            part = lost[start : start + share]
-            v = self._pick_worker()
-            pool.send(v, (_T_AT, [idx for idx, _ in part], [dp for _, dp in part]))
-            self._load[v] += len(part)
-            self._sent[v].update(part)
-            if self._flushed:
-                pool.send(v, (_T_FLUSH,))
-
-    def _skip_poisoned(self, idxs: list[int], death: str) -> None:
-        """Count datapoints on which workers died too often as skipped: done, with no result."""
-        for idx in idxs:
-            self._skipped.add(idx)
-            where = f"datapoint #{idx - self._pass_start} of the pass"
-            self._errors.skip(where, f"workers died {_MAX_ATTEMPTS} times on it; the last: {death}")
-            self._outstanding -= 1
-            if idx >= self._pass_start:
-                self._current -= 1
-            if self._ordered:
-                self._results[idx] = None  # _ordered_ready steps over it
-            else:
-                self._delivered.add(idx)
-        self._advance_frontier()
-
-    # -- passes ------------------------------------------------------------------------------
     def _strict_pass(self, pool: Any) -> Iterator:
         # Leave an abandoned pass behind: its results in flight are dropped when they arrive.
         self._pass_start = self._next_idx
