@@ -10,7 +10,8 @@ Installs, each step on its own so that one failure costs only that peer:
   (``pip install -e <repo>``), so that ours runs under the same interpreter and numpy as the peers;
 - the peers, pinned: tensorpack 0.11 (only ``tensorpack.dataflow`` is used; it needs no TensorFlow),
   torch 2.13.0 (CPU build only: the install is checked with a dry run first and refused if it would
-  bring a CUDA build or nvidia-* packages), grain 0.2.18, spdl 0.8.0.
+  bring a CUDA build or nvidia-* packages), grain 0.2.18, spdl 0.8.0, and for W10 (the Ray
+  comparison, ``ray_compare.py``) ray[data] 2.60.0.
 
 A peer that fails to install or to import is reported and skipped by ``run.py``. What was installed
 is written to ``<venv>/peers.json`` (status, version, error) and ``<venv>/pip-freeze.txt``;
@@ -32,8 +33,8 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_VENV = REPO / ".bench-venv"
 MANIFEST = "peers.json"
 
-# lmdb: W6, both sides; matplotlib: the charts of the report (never needed by the project itself)
-BASE_PACKAGES = ["numpy", "psutil", "opencv-python-headless", "lmdb", "matplotlib"]
+# lmdb: W6, both sides (zlib-ng: our lmdb extra's fast CRC-32); matplotlib: the charts of the report (never needed by the project itself)
+BASE_PACKAGES = ["numpy", "psutil", "opencv-python-headless", "lmdb", "zlib-ng", "matplotlib"]
 
 # name -> (pip requirements, code that imports it and sets v to its version)
 PEERS: dict[str, tuple[list[str], str]] = {
@@ -45,10 +46,20 @@ PEERS: dict[str, tuple[list[str], str]] = {
         ["torch==2.13.0"],
         "import torch; v = torch.__version__; assert torch.version.cuda is None, 'CUDA build'",
     ),
+    # W9 only (resume cost): torchdata's StatefulDataLoader, on the torch above
+    "torchdata": (
+        ["torch==2.13.0", "torchdata==0.11.0"],
+        "import torchdata.stateful_dataloader, importlib.metadata as m; v = m.version('torchdata')",
+    ),
     "grain": (["grain==0.2.18"], "import grain, importlib.metadata as m; v = m.version('grain')"),
     "spdl": (
         ["spdl==0.8.0"],
         "import spdl.pipeline, importlib.metadata as m; v = m.version('spdl')",
+    ),
+    # W10 only (benchmarks/ray_compare.py): Ray Data's map_batches, and ray for RayMapData
+    "raydata": (
+        ["ray[data]==2.60.0"],
+        "import ray.data, ray; v = ray.__version__",
     ),
 }
 
@@ -135,7 +146,7 @@ def setup(
             continue
         print(f"installing {name}: {' '.join(reqs)}", flush=True)
         ok, out = True, ""
-        if name == "torch":
+        if name in ("torch", "torchdata"):
             ok, out = _torch_is_cpu_only(py, reqs)
         if ok:
             ok, out = _run(_pip(py, "install", "--only-binary=:all:", *reqs))

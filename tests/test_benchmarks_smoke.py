@@ -134,3 +134,37 @@ def test_smoke_every_workload_ours_is_exact_and_leaves_nothing(tmp_path: Path) -
         # an i.i.d. mode (each worker replays the source) is exempt from the exact checksum only
         assert case["checksums_ok"] or case["iid"], (where, output)
         assert case["leftover_procs"] == [] and case["leftover_shm"] == [], (where, output)
+
+
+@pytest.mark.timeout(120)
+def test_smoke_w9_resume_maps_only_what_is_left(tmp_path: Path) -> None:
+    # W9 in smoke mode: a state at 90% of a pass, resumed by our state and by counted replay.
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS_DIR / "w9_resume.py"),
+            "--smoke",
+            "--n",
+            "5000",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        cwd=REPO_ROOT,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    (result,) = tmp_path.glob("*-w9-smoke.json")
+    rows = {(r["pipeline"], r["way"]): r for r in json.loads(result.read_text())["rows"]}
+    pipelines = ("list", "lmdb", "lmdb-foreign")
+    assert set(rows) == {(p, w) for p in pipelines for w in ("ours", "replay")}
+    assert all(r["exact"] for r in rows.values()), rows  # resumed at the right item
+    # Seek, not replay: the first batch maps its own 256 datapoints, the first datapoint one.
+    assert rows["list", "ours"]["calls"] == [256]
+    assert rows["lmdb", "ours"]["calls"] == rows["lmdb-foreign", "ours"]["calls"] == [1]
+    # The user wrapper without state replays the 90% before the position through the map.
+    assert rows["list", "replay"]["calls"] == [int(5000 // 256 * 0.9) * 256 + 256]
+    assert rows["lmdb", "replay"]["calls"] == rows["lmdb-foreign", "replay"]["calls"] == [4501]
+    assert "### W9: resume cost" in proc.stdout

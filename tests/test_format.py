@@ -31,11 +31,12 @@ def write_plain_lmdb(path: str, items: dict[bytes, bytes], subdir: bool = False)
     env.close()
 
 
-def _iterate_in_child(ds, queue) -> None:
+def first_components_in_child(ds, conn) -> None:
+    """For flows.run_in_child: send ("ok", [dp[0] for dp in ds]), or ("error", repr) if it raised."""
     try:
-        queue.put(("ok", [dp[0] for dp in ds]))
+        conn.send(("ok", [dp[0] for dp in ds]))
     except BaseException as e:
-        queue.put(("error", repr(e)))
+        conn.send(("error", repr(e)))
 
 
 # -- optional dependencies --------------------------------------------------------------------

@@ -3,7 +3,6 @@ reset_state surviving a fork."""
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from pathlib import Path
 
@@ -13,9 +12,8 @@ import pytest
 
 from dataflow.errors import DataFlowArgumentError, FormatError
 from dataflow.format import HDF5Data
-from test_format import _iterate_in_child
-
-FORK = multiprocessing.get_context("fork")
+from flows import run_in_child
+from test_format import first_components_in_child
 
 
 def test_hdf5data_reads_a_plain_h5py_file_lazily(tmp_path: Path):
@@ -63,10 +61,6 @@ def test_hdf5data_reset_in_the_parent_works_in_a_forked_child(tmp_path: Path):
         f["a"] = np.arange(30)
     ds = HDF5Data(path, ["a"], shuffle=False)
     expected = [int(dp[0]) for dp in ds]
-    queue = FORK.Queue()
-    proc = FORK.Process(target=_iterate_in_child, args=(ds, queue))
-    proc.start()
-    status, result = queue.get(timeout=50)
-    proc.join(10)
+    status, result = run_in_child(first_components_in_child, ds, method="fork", timeout=50)
     assert status == "ok", result
     assert [int(x) for x in result] == expected == list(range(30))

@@ -3,7 +3,6 @@ files, handles opened in reset_state and shared per file, fork and spawn childre
 
 from __future__ import annotations
 
-import multiprocessing
 import pickle
 from pathlib import Path
 
@@ -15,11 +14,9 @@ from dataflow.errors import DataFlowArgumentError, FormatError
 from dataflow.format import LMDBData, LMDBDataDecoder
 from dataflow.raw import DataFromList
 from dataflow.serialize import LMDBSerializer
+from flows import run_in_child
 from test_codec import assert_same
-from test_format import _iterate_in_child, write_plain_lmdb
-
-FORK = multiprocessing.get_context("fork")
-SPAWN = multiprocessing.get_context("spawn")
+from test_format import first_components_in_child, write_plain_lmdb
 
 
 @pytest.fixture
@@ -99,15 +96,11 @@ def test_lmdb_handles_open_in_reset_state_and_are_shared_per_file(saved_lmdb: st
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("ctx", [FORK, SPAWN], ids=["fork", "spawn"])
-def test_lmdb_reader_reset_in_the_parent_works_in_a_child(saved_lmdb: str, ctx):
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_lmdb_reader_reset_in_the_parent_works_in_a_child(saved_lmdb: str, method):
     ds = LMDBSerializer.load(saved_lmdb, shuffle=False)
     expected = [dp[0] for dp in ds]  # the parent has the database open
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_iterate_in_child, args=(ds, queue))
-    proc.start()
-    status, result = queue.get(timeout=50)
-    proc.join(10)
+    status, result = run_in_child(first_components_in_child, ds, method=method, timeout=50)
     assert status == "ok", result
     assert result == expected == list(range(40))
     assert [dp[0] for dp in ds] == expected  # the parent's handle is untouched by the child

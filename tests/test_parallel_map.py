@@ -458,12 +458,16 @@ def test_a_worker_hands_over_large_results_one_by_one(nbytes: int, chunks: int):
     # handing it over. Tiny results go as one message; arrays of megabytes must not (one message
     # of several would exceed a ring record and travel in fragments, reassembled by a copy: a
     # slow consumer then got each 4.8 MB array 300x slower than it is read in place).
-    from dataflow._engine.map_job import _R_CHUNK, _T_RANGE, _MapJob
+    from dataflow._engine.map_job import _R_BUSY, _R_CHUNK, _T_RANGE, _MapJob
 
     job = _MapJob(lambda i: [np.full(nbytes, i, np.uint8), i])
     io = _RecordingIO((_T_RANGE, 10, list(range(6))))
     with pytest.raises(_Stop):
         job.run(io)
+    # Each message also carries the worker's busy time (stats), as its last record.
+    busy = [put for put in io.puts if put[0] == _R_BUSY]
+    assert len(busy) == chunks and all(put[1] > 0 for put in busy)
+    io.puts = [put for put in io.puts if put[0] != _R_BUSY]
     assert len(io.puts) == chunks
     assert all(put[0] == _R_CHUNK for put in io.puts)
     assert [i for put in io.puts for i in put[1]] == list(range(10, 16))

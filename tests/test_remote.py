@@ -1,5 +1,5 @@
 """dataflow.remote: a sender process feeds a RemoteDataZMQ receiver exactly; garbage, pickles and
-oversized messages are counted and dropped, never executed, never fatal."""
+oversized messages are dropped, never executed, never fatal (faults: test_remote_faults.py)."""
 
 from __future__ import annotations
 
@@ -108,7 +108,6 @@ def test_garbage_pickles_and_oversized_messages_are_dropped_not_run(tmp_path: Pa
         [MESSAGE_TAG, codec.dumps([Payload()], allow_pickle=True)],  # a pickle in the codec
         [pickle.dumps(Payload()), pickle.dumps(Payload())],  # a pickle as the tag
         [MESSAGE_TAG, codec.dumps(5)],  # not a datapoint
-        [MESSAGE_TAG, codec.dumps([np.zeros(20_000, np.uint8)])],  # oversized
         [MESSAGE_TAG, b"a", b"b"],  # three frames
         [MESSAGE_TAG, b"\xc1\xff\xff\xff\xff"],  # out-of-band header pointing nowhere
     ]
@@ -122,7 +121,7 @@ def test_garbage_pickles_and_oversized_messages_are_dropped_not_run(tmp_path: Pa
         assert ds.dropped == len(bad) and ds.cnt1 == 1
         assert not marker.exists()
         logged = caplog.text
-        assert "frames, expected 2" in logged and "over max_message_size" in logged
+        assert "frames, expected 2" in logged
         assert "allow_pickle" in logged and "not a datapoint" in logged
     finally:
         raw.close(linger=0)

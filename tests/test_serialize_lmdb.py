@@ -302,3 +302,116 @@ def test_lmdb_verify_needs_a_sealed_file(tmp_path: Path):
         LMDBSerializer.load(path, allow_pickle=True, verify=True)
     with pytest.raises(DataFlowArgumentError, match="verify"):
         LMDBSerializer.load(path, allow_pickle=True, verify="yes")
+
+
+# -- silent corruption: the default readers verify every record ----------------------------------
+# Records over 2 KB (LMDB overflow pages, outside the structure's checksum) and small ones.
+CORRUPT_ROWS = [
+    [i, np.arange(2100 + 700 * i, dtype=np.int64).astype(np.uint8), f"r{i}"] if i % 4 else [i, b"x"]
+    for i in range(24)
+]
+
+
+def damage(blob: bytes, rng: np.random.Generator, records: list[bytes]) -> bytes:
+    """1-16 random bytes changed: anywhere in the file, or (every other trial) inside records."""
+    buf = bytearray(blob)
+    for _ in range(int(rng.integers(1, 17))):
+        if rng.random() < 0.5:
+            rec = records[int(rng.integers(len(records)))]
+            at = blob.index(rec) + int(rng.integers(len(rec)))
+        else:
+            at = int(rng.integers(len(buf)))
+        buf[at] = (buf[at] + int(rng.integers(1, 256))) % 256  # a different byte
+    return bytes(buf)
+
+
+def corruption_outcomes(trials: int, read) -> dict[str, int]:
+    """How reading a damaged copy of a sealed file ends: the data, a FormatError, or wrong data."""
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "c.lmdb")
+        LMDBSerializer.save(DataFromList(CORRUPT_ROWS, shuffle=False), path)
+        blob = Path(path).read_bytes()
+        records = [codec.dumps(dp) for dp in CORRUPT_ROWS if len(codec.dumps(dp)) > 2048]
+        outcomes = {"same": 0, "format_error": 0, "wrong": 0}
+        damaged = os.path.join(d, "damaged.lmdb")
+        for trial in range(trials):
+            rng = np.random.default_rng(trial)
+            Path(damaged).write_bytes(damage(blob, rng, records))
+            try:
+                got = read(damaged, shuffle=bool(trial % 2))
+            except FormatError as e:
+                assert damaged in str(e)  # names the file (and the key, for a record)
+                outcomes["format_error"] += 1
+                continue
+            outcomes["same" if got else "wrong"] += 1
+    return outcomes
+
+
+def read_datapoints(path: str, shuffle: bool, **kw) -> bool:
+    got = by_index(list(LMDBSerializer.load(path, shuffle=shuffle, **kw)))
+    if len(got) != len(CORRUPT_ROWS):
+        return False
+    try:
+        assert_same(CORRUPT_ROWS, got)
+    except AssertionError:
+        return False
+    return True
+
+
+def read_raw(path: str, shuffle: bool, **kw) -> bool:
+    want = {lmdb_key_of(i): codec.dumps(dp) for i, dp in enumerate(CORRUPT_ROWS)}
+    return dict((bytes(k), bytes(v)) for k, v in LMDBData(path, shuffle=shuffle, **kw)) == want
+
+
+def lmdb_key_of(i: int) -> bytes:
+    return b"%08d" % i
+
+
+@pytest.mark.timeout(300)
+def test_1000_corrupted_lmdb_files_never_give_a_wrong_datapoint_by_default():
+    outcomes = corruption_outcomes(1000, read_datapoints)
+    assert outcomes["wrong"] == 0, outcomes
+    assert outcomes["format_error"] > 500, outcomes  # the damage did reach what is read
+    # the opt-out reads unchecked, and the same damage then does get through
+    unchecked = corruption_outcomes(
+        200, lambda p, shuffle: read_datapoints(p, shuffle, verify=False)
+    )
+    assert unchecked["wrong"] > 0, unchecked
+
+
+@pytest.mark.timeout(120)
+def test_lmdbdata_verifies_the_records_of_a_sealed_file_by_default():
+    outcomes = corruption_outcomes(300, read_raw)
+    assert outcomes["wrong"] == 0 and outcomes["format_error"] > 100, outcomes
+    unchecked = corruption_outcomes(100, lambda p, shuffle: read_raw(p, shuffle, verify=False))
+    assert unchecked["wrong"] > 0, unchecked
+
+
+def test_a_damaged_record_names_its_key_and_verify_false_reads_it(tmp_path: Path):
+    path = tmp_path / "one.lmdb"
+    LMDBSerializer.save(DataFromList(CORRUPT_ROWS, shuffle=False), str(path))
+    blob = path.read_bytes()
+    rec = codec.dumps(CORRUPT_ROWS[5])
+    at = blob.index(rec) + len(rec) - 10  # inside the array's bytes: still decodes
+    path.write_bytes(blob[:at] + bytes([blob[at] ^ 1]) + blob[at + 1 :])
+    for shuffle in (False, True):
+        with pytest.raises(FormatError, match=r"record b'00000005' is damaged"):
+            list(LMDBSerializer.load(str(path), shuffle=shuffle))
+        with pytest.raises(FormatError, match=r"record b'00000005' is damaged"):
+            list(LMDBData(str(path), shuffle=shuffle))
+        got = by_index(list(LMDBSerializer.load(str(path), shuffle=shuffle, verify=False)))
+        assert len(got) == len(CORRUPT_ROWS)  # read, unchecked: the damaged array comes back
+        assert not np.array_equal(got[5][1], CORRUPT_ROWS[5][1])
+    # the fast CRC is zlib's CRC-32: files are the same with or without zlib_ng
+    import zlib
+
+    assert seal.crc32(rec) == zlib.crc32(rec)
+
+
+def test_a_file_without_record_checksums_reads_as_before(tmp_path: Path):
+    path = str(tmp_path / "tp.lmdb")
+    write_tensorpack_lmdb(path, [[1], [2]])
+    assert sorted(LMDBSerializer.load(path, allow_pickle=True)) == [[1], [2]]
+    assert len(list(LMDBData(path, shuffle=False))) == 2
+    with pytest.raises(DataFlowArgumentError, match="no record checksums"):
+        LMDBData(path, verify=True)

@@ -18,6 +18,7 @@ from dataflow import (
     MultiProcessMapAndBatchData,
     MultiProcessMapData,
     MultiThreadMapData,
+    WorkerDied,
 )
 from resume_check import check_resume
 
@@ -141,3 +142,43 @@ def test_resume_after_skipped_datapoints_is_exact():
         )
 
     check_resume(build, passes=2)
+
+
+def dying_source():
+    return DataFromList([[i] for i in range(20)], shuffle=False)
+
+
+def test_restart_budget_names_every_death_of_the_pass():
+    ds = MultiProcessMapData(
+        dying_source(), 2, flows.die_on_7, strict=True, restart_workers=1, start_method="fork"
+    )
+    with (
+        ds,
+        pytest.raises(
+            WorkerDied,
+            match=r"2 worker deaths in this pass, more than "
+            r"restart_workers=1: .*exit code 1.*; .*exit code 1",
+        ),
+    ):
+        list(ds)
+
+
+def test_a_poison_datapoint_is_skipped_and_counted_with_on_error_skip():
+    ds = MultiProcessMapData(
+        dying_source(),
+        2,
+        flows.die_on_7,
+        strict=True,
+        ordered=True,
+        restart_workers=True,
+        on_error="skip",
+        start_method="fork",
+    )
+    with ds:
+        assert [dp[0] for dp in ds] == [i for i in range(20) if i != 7]
+        assert ds.errors_skipped == 1
+
+
+def test_restart_workers_must_be_a_flag_or_a_count():
+    with pytest.raises(DataFlowArgumentError, match="restart_workers must be True, False or"):
+        MultiProcessMapData(dying_source(), 2, abs, restart_workers=-1)

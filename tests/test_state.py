@@ -307,7 +307,7 @@ SEEKING = [
     "CacheData", "PrintData", "TestDataSpeed", "AugmentImageComponent", "AugmentImageComponents",
     "AugmentImageCoordinates", "MultiThreadMapData", "MultiProcessMapData",
     "MultiProcessMapAndBatchData", "MultiProcessRunner", "MultiProcessRunnerZMQ",
-    "MultiThreadRunner",
+    "MultiThreadRunner", "LMDBData", "HDF5Data", "SVMLightData", "LMDBDataDecoder",
 ]  # fmt: skip
 
 

@@ -77,6 +77,7 @@ from .raw import (
     DataFromQueue,
     FakeData,
 )
+from .ray_backend import RayMapData, RayRunner
 from .remote import RemoteDataZMQ, send_dataflow_zmq
 from .serialize import (
     DiskCacheSerializer,
@@ -124,6 +125,9 @@ __all__ = [
     "MultiProcessMapDataZMQ",
     "MultiProcessMapAndBatchData",
     "MultiProcessMapAndBatchDataZMQ",
+    # Ray (imported when one is built)
+    "RayMapData",
+    "RayRunner",
     # format, serialize, remote
     "LMDBData",
     "LMDBDataDecoder",

@@ -18,8 +18,13 @@ The structural pages are the two meta pages and every branch and leaf page of th
 every page the lmdb library reads that can steer it; their CRC-32 (in the listed order) is checked
 on every open, which costs one read of those pages (a few tens of MB for millions of records).
 Values larger than about half a page live in overflow pages, which are data only: damage there
-cannot crash the lmdb library, it changes the value, which the per-record CRCs catch when a reader
-asks for verification (``verify=True``: one CRC-32 per record read).
+cannot crash the lmdb library, it changes the value, which the per-record CRCs catch: readers
+verify by default (one CRC-32 per record that can live outside the leaf pages; smaller records
+sit in leaf pages, checked whole when the file is opened), ``verify=False`` turns it off.
+
+The CRC is zlib's CRC-32. It is computed by ``zlib_ng`` when that package is installed (the
+``lmdb`` extra pulls it in: same values, about 4x faster here with its vector instructions),
+otherwise by the standard library's ``zlib``: files are the same either way.
 
 An LMDB file is always a whole number of pages, and the padding makes a sealed file never one: a
 file whose size is not a multiple of 4096 and whose seal does not check is refused, so damage to the
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import os
 import struct
+import sys
 import zlib
 from array import array
 from dataclasses import dataclass, field
@@ -37,6 +43,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import FormatError
+
+try:  # the same CRC-32 as zlib's, computed with vector instructions (optional: the lmdb extra)
+    from zlib_ng.zlib_ng import crc32 as _fast_crc32
+
+    crc32 = _fast_crc32
+except ImportError:  # pragma: no cover - depends on the environment
+    crc32 = zlib.crc32
+
+#: Values at most this long always live in LMDB leaf pages (with pages of 4096 bytes or more an
+#: 8-byte key and its value go to overflow pages only past about 2000 bytes): the structure's
+#: checksum covers them whole, so readers need not check them one by one.
+LEAF_RECORD_MAX = 1024
 
 MAGIC = b"DFLMDBS1"
 # magic, page size, padding, data_len, n_pages, count, pages CRC, structure CRC, records CRC, footer CRC
@@ -72,7 +90,7 @@ def _crc_of_pages(fd: int, pages: np.ndarray, psize: int) -> int:
             blob = os.pread(fd, k * psize, (first + off) * psize)
             if len(blob) != k * psize:
                 raise OSError("short read")
-            crc = zlib.crc32(blob, crc)
+            crc = crc32(blob, crc)
     return crc
 
 
@@ -159,9 +177,9 @@ class Seal:
     count: int
     _crcs_at: int
     _crcs_crc: int
-    _record_crcs: np.ndarray | None = field(default=None, repr=False)
+    _record_crcs: array | None = field(default=None, repr=False)
 
-    def record_crcs(self) -> np.ndarray:
+    def record_crcs(self) -> array:
         """The per-record CRC-32s (read and checked on first use)."""
         if self._record_crcs is None:
             with open(self.path, "rb") as f:
@@ -169,7 +187,13 @@ class Seal:
                 blob = f.read(4 * self.count)
             if len(blob) != 4 * self.count or zlib.crc32(blob) != self._crcs_crc:
                 raise FormatError(f"{self.path}: the seal's record checksums are damaged")
-            self._record_crcs = np.frombuffer(blob, dtype="<u4")
+            crcs = array("I")
+            if crcs.itemsize != 4:  # pragma: no cover - no such platform in use
+                raise FormatError(f"{self.path}: record checksums need a 4-byte unsigned int")
+            crcs.frombytes(blob)
+            if sys.byteorder == "big":  # pragma: no cover - stored little-endian
+                crcs.byteswap()
+            self._record_crcs = crcs  # indexing an array gives plain ints, fast to compare
         return self._record_crcs
 
 

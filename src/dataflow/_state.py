@@ -372,6 +372,27 @@ def gen_local(gen: Any, name: str) -> Any:
     return gen.gi_frame.f_locals.get(name)  # type: ignore[union-attr]
 
 
+class PositionalPass:
+    """The state hooks of a source whose pass is ``for pos in range(start, n)`` over an order
+    drawn at the pass's start (a shuffled index array, a list of files): the position is ``pos``,
+    read off the suspended generator, and a resumed pass starts at ``self._df_start``.
+
+    A class using it lists it before its base and names the save hook in its own body
+    (``_df_save = _state.PositionalPass._df_save``), as the kind rule asks.
+    """
+
+    def _df_save(self: Any) -> dict:
+        live_ref = self.__dict__.get("_df_live")
+        pos = gen_local(live_ref() if live_ref is not None else None, "pos")
+        return {"pos": int(pos) + 1, "len": len(self)}
+
+    def _df_load(self: Any, state: dict) -> None:
+        self._df_start = int(state["pos"])
+
+    def _df_check(self: Any, node: dict) -> str | None:
+        return check_len(self, node)
+
+
 def check_len(flow: DataFlow, node: dict[str, Any], saved_key: str = "len") -> str | None:
     """A ``_df_check`` for flows whose saved position only makes sense with the same length."""
     saved = (node.get("state") or {}).get(saved_key)

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from . import _state
+from . import _state, _stats
 from ._engine import seeding
 from .errors import (
     DataFlowArgumentError,
@@ -141,6 +141,8 @@ def _wrap_iter(fn: Callable[[Any], Iterator]) -> Callable[[Any], Iterator]:
             self._df_live = weakref.ref(it)
         except TypeError:  # an iterator type without weakref support: nothing to track
             self._df_live = None
+        if _stats.ON:  # per-stage counting (dataflow._stats); the live iterator stays the flow's
+            it = _stats.observe(self, it)
         if self.__dict__.pop("_df_retry_empty", False):
             # The live iterator stays the flow's own (its state is read off it); the wrapper
             # holds it, so it lives as long as the consumer's iterator does.
@@ -342,6 +344,16 @@ class DataFlow:
         """
         _state.load(self, state)
 
+    # -- per-stage statistics (the mechanism: dataflow._stats) -----------------------------------
+    def stats(self) -> _stats.PipelineStats:
+        """A snapshot of the per-stage statistics of the whole pipeline below this flow.
+
+        Call it on the outermost flow, during a pass (from any thread) or after it. Counting must
+        be on when the passes begin (``dataflow.stats.enable()`` or ``DATAFLOW_STATS=1``); a
+        pipeline never counted raises :class:`~dataflow.stats.StatsOffError`.
+        """
+        return _stats.snapshot(self, upstream_flows)
+
     def _df_save(self) -> dict | None:
         """This flow's position in the current pass (native flows). Subclasses override."""
         raise NotImplementedError
@@ -431,7 +443,15 @@ class DataFlow:
             state = {
                 k: v
                 for k, v in reduced[2].items()
-                if k not in ("_df_live", "_df_reset", "_df_cleanups", "_df_beginning", "_df_cursor")
+                if k
+                not in (
+                    "_df_live",
+                    "_df_reset",
+                    "_df_cleanups",
+                    "_df_beginning",
+                    "_df_cursor",
+                    "_df_stats",
+                )
             }
             reduced = (*reduced[:2], state, *reduced[3:])
         return reduced

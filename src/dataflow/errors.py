@@ -27,6 +27,7 @@ __all__ = [
     "FormatError",
     "DownloadError",
     "StateError",
+    "ReceiveTimeout",
     "DataFlowTerminated",
 ]
 
@@ -127,6 +128,10 @@ class DownloadError(DataFlowError, OSError):
         super().__init__(message)
         self.path = path
         self.url = url
+
+
+class ReceiveTimeout(DataFlowError, TimeoutError):
+    """No datapoint arrived within a receiver's ``timeout`` (the message names the addresses)."""
 
 
 class DataFlowTerminated(BaseException):

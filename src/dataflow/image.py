@@ -108,7 +108,7 @@ def imdecode(
 
 
 # -- reading files ----------------------------------------------------------------------------
-class ImageFromFile(RNGDataFlow):
+class ImageFromFile(_state.PositionalPass, RNGDataFlow):
     """Read image files: each datapoint is ``[image]``, a uint8 HxWx3 RGB or HxWx1 array.
 
     ``len`` is the number of files; each pass yields every file once, in the given order or
@@ -155,13 +155,15 @@ class ImageFromFile(RNGDataFlow):
     def __len__(self) -> int:
         return len(self.files)
 
+    _df_save = _state.PositionalPass._df_save  # its pass: ``pos`` below
+
     def __iter__(self) -> Iterator[list[np.ndarray]]:
         cv2 = _import_cv2()
         order = np.arange(len(self.files))
         if self.shuffle:
             self.rng.shuffle(order)
-        for i in order.tolist():
-            path = self.files[i]
+        for pos in range(self.__dict__.pop("_df_start", 0), len(order)):
+            path = self.files[order[pos]]
             try:
                 data = np.fromfile(path, dtype=np.uint8)
             except FileNotFoundError:

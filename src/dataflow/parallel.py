@@ -58,6 +58,7 @@ next pass starts fresh workers. A runner allows one live iterator at a time.
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import pickle
 from collections import deque
@@ -69,10 +70,11 @@ import numpy as np
 from . import _state
 from ._engine import seeding
 from ._engine.job import DATA, DIED, DONE, END_PASS, Job
+from ._engine.map_supervise import check_restarts  # the same restart budget as the maps'
 from ._engine.stage import PoolOwner, check_count, check_flag, reposition
 from ._engine.workers import ProcessPool, ThreadPool
 from .base import DataFlow, ProxyDataFlow, RNGDataFlow, check_dataflow, upstream_flows
-from .errors import DataFlowArgumentError, LengthUnknownError
+from .errors import DataFlowArgumentError, LengthUnknownError, WorkerDied
 
 __all__ = [
     "MultiProcessRunner",
@@ -86,6 +88,8 @@ __all__ = [
 
 
 # -- what a runner's worker does -------------------------------------------------------------------
+
+logger = logging.getLogger(__name__)
 
 
 def _sources(ds: DataFlow) -> list[DataFlow]:
@@ -213,11 +217,18 @@ class _Runner(PoolOwner, DataFlow):
         shard: object,
         start_method: object,
         kind: str,
+        restart_workers: object = False,
     ) -> None:
         self._init_owner(who, seed, start_method, kind)
         self._num_workers = num_workers
         self._item_cap = item_cap
         self._shard = check_flag(shard, who, "shard")
+        self._restart, self._restart_limit = check_restarts(restart_workers, who)
+        if self._restart and kind == "thread":
+            raise DataFlowArgumentError(
+                f"{who}: restart_workers applies to worker processes only (a thread does not die)"
+            )
+        self._deaths: list[str] = []
         self._carry: list[Any] = []
         self._resume: dict | None = None  # a loaded state, applied to the next pool
 
@@ -240,6 +251,7 @@ class _Runner(PoolOwner, DataFlow):
             # the first pass reads those before any datapoint, as it would an abandoned pass.
             self._open = set(range(n))
         self._cur_w = 0  # the worker of the message being yielded (no reference to it)
+        self._stale_ends = [0] * n  # restarted sharded workers: their first END_PASS is stale
         # With a seed (this runner's or the global one), outputs merge in a fixed order.
         self._in_turn = self._stage_seed() is not None
 
@@ -342,6 +354,7 @@ class _Runner(PoolOwner, DataFlow):
 
     def __iter__(self) -> Iterator:
         pool = self._ensure_pool()
+        self._deaths = []  # this pass's worker deaths (the restart budget)
         try:
             if self._shard:
                 yield from self._sharded_pass(pool)
@@ -366,11 +379,46 @@ class _Runner(PoolOwner, DataFlow):
     def _recv(self, pool: Any, eligible: list[int]) -> tuple[int, int, Any]:
         w, kind, payload = pool.recv(eligible)
         if kind == DIED:
-            raise pool.died_error(w, payload)
+            if not self._restart:
+                raise pool.died_error(w, payload)
+            self._replace(pool, w, payload)
+            return w, _NOTHING, None
+        if kind == END_PASS and self._stale_ends[w]:
+            self._stale_ends[w] -= 1  # where a restarted copy began: known already
+            return w, _NOTHING, None
         if kind == DONE:
             self._done.add(w)
             self._open.discard(w)
         return w, kind, payload
+
+    def _replace(self, pool: Any, w: int, exitcode: int | None) -> None:
+        """restart_workers: start worker ``w`` again; a sharded one resumes its shard where the
+        consumer stands: at its copy's state at the start of the pass, past what it delivered."""
+        err = pool.died_error(w, exitcode)
+        self._deaths.append(str(err))
+        limit = self._restart_limit
+        if limit is not None and len(self._deaths) > limit:
+            raise WorkerDied(
+                f"{self._who}: {len(self._deaths)} worker deaths in this pass, more than "
+                f"restart_workers={limit}: " + "; ".join(self._deaths),
+                worker=err.worker,
+                exitcode=exitcode,
+            )
+        logger.warning("%s; restarting it (restart_workers)", err)
+        job = None
+        if self._shard:
+            n = self._num_workers
+            resume: list = [[None, 0] for _ in range(n)]
+            if w in self._open:  # in the pass: past what was delivered (or is queued here)
+                resume[w] = [self._starts[w], self._taken[w] + len(self._queues[w])]
+            else:  # its pass is over: the next one from its start
+                resume[w] = [self._next_starts[w], 0]
+            job = self._restart_job(resume)
+            self._stale_ends[w] = 1
+        pool.restart(w, job)
+
+    def _restart_job(self, resume: list) -> Any:
+        raise NotImplementedError
 
     def _stream_pass(self, pool: Any, size: int | None) -> Iterator:
         remaining = math.inf if size is None else size
@@ -464,6 +512,7 @@ class _Runner(PoolOwner, DataFlow):
 
 
 _END = object()
+_NOTHING = -1  # a message kind _recv's callers ignore (a restart, a stale END_PASS)
 
 
 class MultiProcessRunner(_Runner, ProxyDataFlow):
@@ -488,6 +537,7 @@ class MultiProcessRunner(_Runner, ProxyDataFlow):
         seed: int | None = None,
         shard: bool = False,
         start_method: str | None = None,
+        restart_workers: bool | int = False,
     ) -> None:
         """
         Args:
@@ -498,6 +548,13 @@ class MultiProcessRunner(_Runner, ProxyDataFlow):
             seed: derive each worker's random streams from it (see the module doc).
             shard: split one pass of the source between the workers (see the module doc).
             start_method: ``"fork"``, ``"forkserver"``, ``"spawn"`` or ``None`` (the default).
+            restart_workers: replace a worker that dies: ``True`` without a limit, or an int:
+                the restarts allowed in one pass (past it, WorkerDied names every death). With
+                ``shard``, the new worker resumes the dead one's shard from the state its copy
+                had at the start of the pass, past the datapoints the consumer had received
+                (replayed in the worker, not sent again): the pass stays exactly one pass. The
+                upstream must resume (``state_dict``/``load_state_dict``, see docs/resume.md).
+                Without ``shard``, the new worker just starts a fresh copy (i.i.d. streams).
         """
         who = type(self).__name__
         self.ds = check_dataflow(ds, who)
@@ -505,7 +562,9 @@ class MultiProcessRunner(_Runner, ProxyDataFlow):
         self.num_proc = check_count(num_proc, who, "num_proc")
         self.num_prefetch = num_prefetch
         cap = max(1, -(-num_prefetch // self.num_proc))
-        self._init_runner(who, self.num_proc, cap, seed, shard, start_method, "process")
+        self._init_runner(
+            who, self.num_proc, cap, seed, shard, start_method, "process", restart_workers
+        )
 
     def __len__(self) -> int:
         return len(self.ds)
@@ -515,10 +574,14 @@ class MultiProcessRunner(_Runner, ProxyDataFlow):
             return
         payload = self._payload(self.ds, "ds")
         shard_seed = self._shard_seed() if self._shard else None
-        job = _RunnerJob(
-            payload, self._shard, shard_seed, self._seed is not None, self._job_resume()
-        )
-        self._job = job if self._start_method == "fork" else pickle.dumps(job, protocol=5)
+        self._job_args = (payload, self._shard, shard_seed, self._seed is not None)
+        self._job = self._pack(_RunnerJob(*self._job_args, self._job_resume()))
+
+    def _pack(self, job: _RunnerJob) -> Any:
+        return job if self._start_method == "fork" else pickle.dumps(job, protocol=5)
+
+    def _restart_job(self, resume: list) -> Any:
+        return self._pack(_RunnerJob(*self._job_args, resume))
 
     def _make_pool(self) -> ProcessPool:
         if getattr(self, "_job", None) is None:
@@ -552,19 +615,26 @@ class MultiProcessRunnerZMQ(MultiProcessRunner):
         seed: int | None = None,
         shard: bool = False,
         start_method: str | None = None,
+        restart_workers: bool | int = False,
     ) -> None:
         """
         Args:
             ds: the flow to run; each worker gets a copy.
             num_proc: number of worker processes.
             hwm: high-water mark: messages in transit per worker.
-            seed, shard, start_method: as in :class:`MultiProcessRunner`.
+            seed, shard, start_method, restart_workers: as in :class:`MultiProcessRunner`.
         """
         who = type(self).__name__
         hwm = check_count(hwm, who, "hwm")
         num_proc = check_count(num_proc, who, "num_proc")
         super().__init__(
-            ds, hwm * num_proc, num_proc, seed=seed, shard=shard, start_method=start_method
+            ds,
+            hwm * num_proc,
+            num_proc,
+            seed=seed,
+            shard=shard,
+            start_method=start_method,
+            restart_workers=restart_workers,
         )
         self.hwm = hwm
 

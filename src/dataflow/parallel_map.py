@@ -37,6 +37,11 @@ itself (the upstream runs in the consumer). A worker process that dies raises
 :class:`~dataflow.errors.WorkerDied` within about a second (unless ``restart_workers``). Workers
 start at ``reset_state()``, ignore Ctrl-C, die with the consumer, and stop on ``close()``, garbage
 collection or interpreter exit. A parallel map allows one live iterator at a time.
+
+Where things are: this module is the consumer side (one concept: feeding the workers and turning
+their messages into the pass, in order or not) and the public classes; a worker's loop is in
+``_engine/map_job.py``, what a worker's death costs (restart, resend, poison, timeout) in
+``_engine/map_supervise.py``, and the resumable state in ``_engine/map_resume.py``.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ from ._batching import aggregate_batch
 from ._engine.job import DATA, DIED, DONE, Job
 from ._engine.map_job import (
     _R_BATCH,
+    _R_BUSY,
     _R_CHUNK,
     _R_DROPPED,
     _R_LEFTOVER,
@@ -64,6 +70,7 @@ from ._engine.map_job import (
     _MapJob,
 )
 from ._engine.map_resume import MapResume
+from ._engine.map_supervise import MapSupervision, check_restarts, check_timeout
 from ._engine.stage import PoolOwner, check_count, check_flag, default_workers
 from ._engine.workers import ProcessPool, ThreadPool
 from ._skipping import ErrorBudget, check_on_error
@@ -86,11 +93,10 @@ __all__ = [
     "MultiProcessMapAndBatchDataZMQ",
 ]
 
-_MAX_ATTEMPTS = 3
 _ALL_SKIPPED: Any = object()  # an ordered batch whose every datapoint failed (on_error="skip")
 
 
-class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
+class _ParallelMap(MapResume, MapSupervision, PoolOwner, ProxyDataFlow):
     """The consumer side shared by every parallel map (see the module doc)."""
 
     reentrant = False
@@ -113,6 +119,7 @@ class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
         kind: str,
         on_error: object = "raise",
         max_errors: object = None,
+        timeout: object = None,
     ) -> None:
         self.ds = check_dataflow(ds, who)
         if num_workers is None:
@@ -128,18 +135,34 @@ class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
         self._buffer_size = check_count(buffer_size, who, "buffer_size")
         self._strict = check_flag(strict, who, "strict")
         self._ordered = check_flag(ordered, who, "ordered")
-        self._restart = check_flag(restart_workers, who, "restart_workers")
+        self._restart, self._restart_limit = check_restarts(restart_workers, who)
         if self._restart and kind == "thread":
             raise DataFlowArgumentError(f"{who}: restart_workers applies to worker processes only")
         self._init_owner(who, seed, start_method, kind)
         self._job: Any = None
         self._skip_errors, limit = check_on_error(on_error, max_errors, who)
         self._errors = ErrorBudget(who, limit)
+        self._timeout = check_timeout(timeout, who, kind)
+        # What each worker holds is tracked to resend it (restarts) or to name it (timeouts).
+        self._track = self._restart or self._timeout is not None
 
     @property
     def errors_skipped(self) -> int:
         """Datapoints dropped because ``map_func`` raised on them (``on_error="skip"``)."""
         return self._errors.skipped
+
+    def _df_stats_extra(self) -> dict:
+        """Worker figures for ``stats()`` (dataflow._stats)."""
+        if "_busy_ns" not in self.__dict__:  # no pool yet
+            return {"workers": self._num_workers}
+        return {
+            "workers": self._num_workers,
+            "busy_ns": list(self._busy_ns),
+            "in_flight": self._outstanding,
+            "capacity": self._capacity(),
+            "restarts": self._restarts,
+            "skipped": self.errors_skipped,
+        }
 
     # -- lifecycle ---------------------------------------------------------------------------
     def reset_state(self) -> None:
@@ -151,7 +174,11 @@ class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
         if self._job is None:
             func = self._payload(self.map_func, "map_func")
             self._job = _MapJob(
-                func, self._batch_size if not self._ordered else 0, self._who, self._skip_errors
+                func,
+                self._batch_size if not self._ordered else 0,
+                self._who,
+                self._skip_errors,
+                self._timeout,
             )
 
     def _make_pool(self) -> ProcessPool | ThreadPool:
@@ -179,6 +206,8 @@ class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
         self._next_idx = 0  # every dispatched datapoint gets the next index
         self._pass_start = 0  # indices below belong to an abandoned pass
         self._load = [0] * n  # datapoints in flight per worker
+        self._busy_ns = [0] * n  # stats: time each worker spent on tasks, as it reports
+        self._restarts = 0  # stats: workers replaced
         self._sent: list[dict[int, Any]] = [{} for _ in range(n)]  # restart_workers: the data
         self._attempts: dict[int, int] = {}
         self._current = 0  # datapoints of the current pass in flight
@@ -221,6 +250,7 @@ class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
 
     def __iter__(self) -> Iterator:
         pool = self._ensure_pool()
+        self._deaths: list[str] = []  # this pass's worker deaths (the restart budget)
         try:
             if self._strict:
                 yield from self._strict_pass(pool)
@@ -380,14 +410,14 @@ class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
                 idxs, dps = [idx for idx, _ in pairs], [dp for _, dp in pairs]
                 pool.send(w, (_T_AT, idxs, dps))
                 self._load[w] += len(dps)
-                if self._restart:
+                if self._track:
                     self._sent[w].update(zip(idxs, dps))
                 if self._flushed:
                     pool.send(w, (_T_FLUSH,))
                 return len(dps)
         pool.send(w, (_T_RANGE, first, dps))
         self._load[w] += len(dps)
-        if self._restart:
+        if self._track:
             self._sent[w].update(zip(range(first, first + len(dps)), dps))
         if self._flushed:
             pool.send(w, (_T_FLUSH,))
@@ -398,7 +428,7 @@ class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
         self._batch_tasks[first] = task
         pool.send(w, task)
         self._load[w] += len(dps)
-        if self._restart:
+        if self._track:
             self._sent[w].update(zip(range(first, first + len(dps)), dps))
 
     # -- receiving ---------------------------------------------------------------------------
@@ -409,7 +439,7 @@ class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
             return False
         self._load[w] -= k
         self._outstanding -= k
-        if self._restart:
+        if self._track:
             sent = self._sent[w]
             for idx in idxs:
                 sent.pop(idx, None)
@@ -439,6 +469,9 @@ class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
         groups: list[Any] = []  # unordered: the indices behind each output (for resume)
         for result in payload:
             tag = result[0]
+            if tag == _R_BUSY:
+                self._busy_ns[w] += result[1]
+                continue
             if tag == _R_SKIPPED:
                 _, idxs, tbs, accounted = result
                 if accounted and not self._finished(w, idxs):
@@ -552,46 +585,6 @@ class _ParallelMap(MapResume, PoolOwner, ProxyDataFlow):
             "use strict=False, where None drops the datapoint)"
         )
 
-    def _on_death(self, pool: Any, w: int, exitcode: int | None) -> None:
-        if not self._restart:
-            raise pool.died_error(w, exitcode)
-        lost = sorted(self._sent[w].items())
-        for idx, _ in lost:
-            self._attempts[idx] = self._attempts.get(idx, 0) + 1
-            if self._attempts[idx] >= _MAX_ATTEMPTS:
-                err = pool.died_error(w, exitcode)
-                raise WorkerDied(
-                    f"{err} -- workers died {_MAX_ATTEMPTS} times while datapoint "
-                    f"#{idx - self._pass_start} was in flight; giving up",
-                    worker=err.worker,
-                    exitcode=exitcode,
-                )
-        self._sent[w] = {}
-        self._load[w] = 0
-        pool.restart(w)
-        stale = [idx for idx, _ in lost if idx < self._pass_start]
-        self._outstanding -= len(stale)  # an abandoned pass needs them no more
-        lost = [(idx, dp) for idx, dp in lost if idx >= self._pass_start]
-        if self._batch_size and self._ordered:
-            lost_ids = {idx for idx, _ in lost}
-            for _, task in sorted(self._batch_tasks.items()):
-                if task[2] in lost_ids:
-                    v = self._pick_worker()
-                    pool.send(v, task)
-                    self._load[v] += len(task[3])
-                    self._sent[v].update(zip(range(task[2], task[2] + len(task[3])), task[3]))
-            return
-        share = max(1, self._capacity() // self._num_workers)
-        for start in range(0, len(lost), share):
-            part = lost[start : start + share]
-            v = self._pick_worker()
-            pool.send(v, (_T_AT, [idx for idx, _ in part], [dp for _, dp in part]))
-            self._load[v] += len(part)
-            self._sent[v].update(part)
-            if self._flushed:
-                pool.send(v, (_T_FLUSH,))
-
-    # -- passes ------------------------------------------------------------------------------
     def _strict_pass(self, pool: Any) -> Iterator:
         # Leave an abandoned pass behind: its results in flight are dropped when they arrive.
         self._pass_start = self._next_idx
@@ -695,6 +688,7 @@ class MultiThreadMapData(_ParallelMap):
         seed: int | None = None,
         on_error: str = "raise",
         max_errors: int | None = None,
+        timeout: None = None,
     ) -> None:
         """
         Args:
@@ -708,6 +702,8 @@ class MultiThreadMapData(_ParallelMap):
             on_error: ``"raise"`` or ``"skip"`` (a datapoint on which ``map_func`` raises is
                 dropped and counted in ``errors_skipped``, even with ``strict``).
             max_errors: with ``"skip"``, how many failures to tolerate (``None``: no limit).
+            timeout: only None: a thread stuck in ``map_func`` cannot be stopped, so a timeout
+                is refused (DataFlowArgumentError); MultiProcessMapData takes one.
         """
         who = "MultiThreadMapData"
         self._init_map(
@@ -724,6 +720,7 @@ class MultiThreadMapData(_ParallelMap):
             "thread",
             on_error,
             max_errors,
+            timeout,
         )
         self.num_thread = self._num_workers
 
@@ -747,10 +744,11 @@ class MultiProcessMapData(_ParallelMap):
         *,
         ordered: bool = False,
         start_method: str | None = None,
-        restart_workers: bool = False,
+        restart_workers: bool | int = False,
         seed: int | None = None,
         on_error: str = "raise",
         max_errors: int | None = None,
+        timeout: float | None = None,
     ) -> None:
         """
         Args:
@@ -761,9 +759,18 @@ class MultiProcessMapData(_ParallelMap):
             strict: each pass is exactly one upstream pass (see the module doc).
             ordered: yield in input order.
             start_method: ``"fork"``, ``"forkserver"``, ``"spawn"`` or ``None`` (the default).
-            restart_workers: replace dead workers and resend what they held.
+            restart_workers: replace dead workers and resend what they held: ``True`` without a
+                limit, or an int: the restarts allowed in one pass (past it, WorkerDied names every
+                death of the pass). A datapoint on which workers died three times raises
+                WorkerDied, or with ``on_error="skip"`` is skipped and counted.
             seed: seed for the workers' global generators (see the module doc).
             on_error, max_errors: as in :class:`MultiThreadMapData`.
+            timeout: seconds one datapoint may take in ``map_func`` (default None: no limit).
+                A worker past it is stopped (SIGALRM) and handled as a death: WorkerDied naming
+                the datapoint, or with ``restart_workers`` replaced and the datapoint sent again
+                (three times at most, then WorkerDied or, with ``on_error="skip"``, skipped and
+                counted). ``map_func`` must not use SIGALRM or ``signal.setitimer`` itself.
+                Thread maps take no timeout: a stuck thread cannot be stopped.
         """
         who = type(self).__name__
         self._init_map(
@@ -780,6 +787,7 @@ class MultiProcessMapData(_ParallelMap):
             "process",
             on_error,
             max_errors,
+            timeout,
         )
         self.num_proc = self._num_workers
 
@@ -814,10 +822,11 @@ class MultiProcessMapAndBatchData(_ParallelMap):
         remainder: bool = False,
         ordered: bool = False,
         start_method: str | None = None,
-        restart_workers: bool = False,
+        restart_workers: bool | int = False,
         seed: int | None = None,
         on_error: str = "raise",
         max_errors: int | None = None,
+        timeout: float | None = None,
     ) -> None:
         """
         Args:
@@ -829,7 +838,7 @@ class MultiProcessMapAndBatchData(_ParallelMap):
             strict: each pass batches exactly one upstream pass.
             remainder: with ``strict`` or ``ordered``, also yield the last, smaller batch.
             ordered: batches in input order, equal to ``BatchData(MapData(...))``.
-            start_method, restart_workers, seed, on_error, max_errors: as in
+            start_method, restart_workers, seed, on_error, max_errors, timeout: as in
                 :class:`MultiProcessMapData`.
         """
         who = type(self).__name__
@@ -850,6 +859,7 @@ class MultiProcessMapAndBatchData(_ParallelMap):
             "process",
             on_error,
             max_errors,
+            timeout,
         )
         if self._buffer_size < batch_size:
             raise DataFlowArgumentError(

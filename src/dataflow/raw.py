@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from . import _state
+from ._checks import check_flag as _check_flag
 from .base import DataFlow, RNGDataFlow
 from .errors import DataFlowArgumentError, DataFlowError, LengthUnknownError
 
@@ -44,12 +45,6 @@ __all__ = [
 
 
 # -- argument checks ------------------------------------------------------------------------------
-
-
-def _check_flag(value: object, who: str, arg: str) -> bool:
-    if not isinstance(value, (bool, np.bool_, numbers.Integral)):
-        raise DataFlowArgumentError(f"{who}: {arg} must be a bool, got {type(value).__name__}")
-    return bool(value)
 
 
 def _check_count(value: object, who: str, arg: str) -> int:
@@ -161,8 +156,11 @@ class _IndexedSource(RNGDataFlow):
     def _pass_order(self, n: int) -> tuple[Sequence[int] | range, int]:
         """This pass's order of indices and where in it to start."""
         start = self.__dict__.pop("_df_start", 0)
-        order = self.rng.permutation(n).tolist() if self.shuffle else range(n)  # type: ignore[attr-defined]
-        return order, start
+        if not self.shuffle:  # type: ignore[attr-defined]
+            return range(n), start
+        # A resumed pass draws the whole permutation (the RNG must end where the original's did)
+        # but turns only its tail into Python ints: the position counts from the end (_position).
+        return self.rng.permutation(n)[start:].tolist(), 0  # type: ignore[attr-defined]
 
     def _position(self) -> tuple[int, int] | None:
         if self._df_cursor is None:

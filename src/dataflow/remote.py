@@ -5,8 +5,15 @@
 tensorpack's functions of the same names (``tensorpack.dataflow.remote``), with one difference that
 matters: messages are encoded with the safe codec of :mod:`dataflow.codec`, never pickle, so a
 receiver never runs code that arrives on its socket. A message that is not a well-formed datapoint
-(garbage, a pickle, another program's traffic, one over ``max_message_size``) is counted in
-``RemoteDataZMQ.dropped`` and dropped with a log line; the receiver goes on.
+(garbage, a pickle, another program's traffic) is counted in ``RemoteDataZMQ.dropped`` and dropped
+with a log line; the receiver goes on. A sender of a frame over ``max_message_size`` is
+disconnected by ZeroMQ before the frame is read, so no sender can exhaust the receiver's memory.
+
+Delivery is at-most-once: ZeroMQ drops what is queued in a sender that dies or in a receiver that
+closes, and a restarted sender starts its flow again. For exactly-once, number the datapoints on
+the sending side (e.g. ``[pass, index, ...]``) and drop or re-request on the receiving side what
+is missing or repeated; or put an LMDB file in between (``LMDBSerializer.save`` on one side,
+``LMDBData`` on the other), which is exact and resumable.
 
 Needs pyzmq (``pip install 'pydataflow[remote]'``). Examples bind to 127.0.0.1: to receive from
 other machines, bind to a specific interface you trust (the transport is not authenticated or
@@ -25,6 +32,7 @@ without a copy).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,7 +42,13 @@ import tqdm
 from . import codec
 from ._lazy import require
 from .base import DataFlow, check_dataflow
-from .errors import DataFlowArgumentError, DataFlowError, FormatError
+from .errors import (
+    DataFlowArgumentError,
+    DataFlowClosedError,
+    DataFlowError,
+    FormatError,
+    ReceiveTimeout,
+)
 
 __all__ = ["send_dataflow_zmq", "RemoteDataZMQ"]
 
@@ -146,10 +160,66 @@ def send_dataflow_zmq(
         ctx.destroy(0)
 
 
-def _close_zmq(sockets: list[Any], ctx: Any) -> None:
-    for s in sockets:
-        s.close(linger=0)
-    ctx.term()
+class _Receiver:
+    """The receiving sockets, a wake-up channel, and the rule that only one thread touches them.
+
+    libzmq sockets are not thread-safe: closing one while another thread waits in it aborts the
+    process. So the reader waits in a poller that also watches an inproc socket, and ``close()``
+    (from any thread, or the garbage collector) first signals it, then waits for the reader to
+    leave the sockets before closing them. The reader holds ``busy`` only while it polls and takes
+    a ready message (never while the consumer holds a datapoint), so ``close()`` waits for at most
+    one wake-up.
+    """
+
+    def __init__(self, zmq: Any, ctx: Any, sockets: list[Any]) -> None:
+        self._zmq = zmq
+        self.ctx = ctx
+        self.sockets = sockets
+        wake_addr = f"inproc://dataflow-remote-wake-{id(self):x}"
+        self._wake_rx = ctx.socket(zmq.PAIR)
+        self._wake_rx.bind(wake_addr)
+        self._wake_tx = ctx.socket(zmq.PAIR)
+        self._wake_tx.connect(wake_addr)
+        self._poller = zmq.Poller()
+        for s in sockets:
+            self._poller.register(s, zmq.POLLIN)
+        self._poller.register(self._wake_rx, zmq.POLLIN)
+        self._busy = threading.Lock()
+        self._close_once = threading.Lock()
+        self.closing = False
+
+    def receive(self, timeout_ms: int | None) -> list[tuple[int, list[Any]]] | None:
+        """The messages ready now, as (socket index, frames), after waiting up to ``timeout_ms``
+        (None: forever) for one; None if the wait timed out.
+
+        Raises:
+            DataFlowClosedError: ``close()`` was called, before or during the wait.
+        """
+        with self._busy:
+            if self.closing:
+                raise DataFlowClosedError("RemoteDataZMQ was closed while a reader waited")
+            ready = dict(self._poller.poll(timeout_ms))
+            if self.closing or self._wake_rx in ready:
+                raise DataFlowClosedError("RemoteDataZMQ was closed while a reader waited")
+            if not ready:
+                return None
+            noblock = self._zmq.NOBLOCK
+            return [
+                (i, s.recv_multipart(noblock, copy=False))
+                for i, s in enumerate(self.sockets)
+                if s in ready
+            ]
+
+    def close(self) -> None:
+        with self._close_once:
+            if self.closing:
+                return
+            self.closing = True
+            self._wake_tx.send(b"", self._zmq.NOBLOCK)
+            with self._busy:  # the reader has left the sockets (or was never in them)
+                for s in (*self.sockets, self._wake_rx, self._wake_tx):
+                    s.close(linger=0)
+                self.ctx.term()
 
 
 class RemoteDataZMQ(DataFlow):
@@ -163,8 +233,15 @@ class RemoteDataZMQ(DataFlow):
 
     Safety: messages are decoded with the safe codec only; a message that is not a datapoint
     from a dataflow sender (wrong framing, garbage, a pickle, a value that is not a list, tuple or
-    dict, or larger than ``max_message_size``) is dropped, counted in :attr:`dropped`, and logged
-    (the first ten one by one, then every thousandth).
+    dict) is dropped, counted in :attr:`dropped`, and logged (the first ten one by one, then every
+    thousandth). A frame over ``max_message_size`` makes ZeroMQ disconnect its sender (which
+    reconnects); the frame is never held in memory, and it is not counted in :attr:`dropped`.
+
+    Faults: delivery is at-most-once (see the module's docstring for exactly-once). A sender that
+    dies and is started again is picked up without touching the receiver (with ``bind=True`` it
+    connects again; with ``bind=False`` ZeroMQ reconnects to it). ``close()`` may come from another
+    thread while a reader waits: the reader gets :class:`~dataflow.errors.DataFlowClosedError`
+    within milliseconds. ``timeout`` bounds the wait for the next message.
 
     Attributes:
         cnt1, cnt2 (int): datapoints received from ``addr1`` and ``addr2``.
@@ -186,13 +263,19 @@ class RemoteDataZMQ(DataFlow):
         bind: bool = True,
         *,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        timeout: float | None = None,
     ) -> None:
         """
         Args:
             addr1, addr2: the ZMQ endpoints to read from (``addr2`` optional).
             hwm: ZMQ's high-water mark: how many messages may wait in each socket's queue.
             bind: bind to the endpoints (the senders connect), or connect to them.
-            max_message_size: drop messages larger than this many bytes.
+            max_message_size: the largest message accepted, in bytes. ZeroMQ itself enforces it
+                (``ZMQ_MAXMSGSIZE``): a peer that sends a larger frame is disconnected as soon as
+                its header arrives, so a sender cannot make the receiver hold more than this.
+            timeout: seconds a pass may wait for the next message before it raises
+                :class:`~dataflow.errors.ReceiveTimeout` naming the endpoints (None: wait
+                forever, as tensorpack does).
         """
         who = "RemoteDataZMQ"
         self._addr1 = _check_addr(addr1, who, "addr1")
@@ -200,11 +283,21 @@ class RemoteDataZMQ(DataFlow):
         self._hwm = _check_positive(hwm, who, "hwm")
         self._bind = bool(bind)
         self._max_size = _check_positive(max_message_size, who, "max_message_size")
+        if timeout is not None and (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float, np.integer, np.floating))
+            or not timeout > 0
+        ):
+            raise DataFlowArgumentError(
+                f"{who}: timeout must be None or a positive number of seconds, got {timeout!r}"
+            )
+        self._timeout = None if timeout is None else float(timeout)
         self.cnt1 = 0
         self.cnt2 = 0
         self.dropped = 0
         self.endpoints: list[str] = []
         self._sockets: list[Any] = []
+        self._receiver: _Receiver | None = None
 
     def bind_or_connect(self, socket: Any, addr: str) -> None:
         """Bind ``socket`` to ``addr`` or connect it, as the ``bind`` argument says."""
@@ -227,21 +320,27 @@ class RemoteDataZMQ(DataFlow):
                 socket = ctx.socket(zmq.PULL)
                 sockets.append(socket)
                 socket.set_hwm(self._hwm)
+                socket.setsockopt(zmq.MAXMSGSIZE, self._max_size)
                 self.bind_or_connect(socket, addr)
+            receiver = _Receiver(zmq, ctx, sockets)
         except BaseException:
-            _close_zmq(sockets, ctx)
+            for s in sockets:
+                s.close(linger=0)
+            ctx.term()
             raise
         self._sockets = sockets
+        self._receiver = receiver
         addrs = [a for a in (self._addr1, self._addr2) if a is not None]
         self.endpoints = [
             s.getsockopt_string(zmq.LAST_ENDPOINT) if self._bind else a
             for s, a in zip(sockets, addrs)
         ]
-        self._register_cleanup(_close_zmq, sockets, ctx)
+        self._register_cleanup(receiver.close)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_sockets"] = []  # sockets cannot cross a process boundary; reset_state makes them
+        state["_receiver"] = None
         return state
 
     def _drop(self, reason: str, source: int) -> None:
@@ -277,25 +376,20 @@ class RemoteDataZMQ(DataFlow):
         return dp
 
     def __iter__(self) -> Iterator[Any]:
-        if not self._sockets:
+        receiver = self._receiver
+        if receiver is None:
             raise DataFlowError("RemoteDataZMQ: no sockets (reset_state failed or was skipped)")
-        zmq = require("zmq", "remote", who="RemoteDataZMQ")
         decode = self._decode
-        if len(self._sockets) == 1:
-            recv = self._sockets[0].recv_multipart
-            while True:
-                dp = decode(recv(copy=False), 0)
-                if dp is not None:
-                    self.cnt1 += 1
-                    yield dp
-        poller = zmq.Poller()
-        for s in self._sockets:
-            poller.register(s, zmq.POLLIN)
-        first = self._sockets[0]
+        timeout_ms = None if self._timeout is None else max(1, round(self._timeout * 1000))
         while True:
-            for sock, _ in poller.poll():
-                source = 0 if sock is first else 1
-                dp = decode(sock.recv_multipart(copy=False), source)
+            messages = receiver.receive(timeout_ms)
+            if messages is None:
+                raise ReceiveTimeout(
+                    f"RemoteDataZMQ: no datapoint arrived on {' or '.join(self.endpoints)} "
+                    f"within timeout={self._timeout:g} s (is a sender running and connected?)"
+                )
+            for source, frames in messages:
+                dp = decode(frames, source)
                 if dp is None:
                     continue
                 if source == 0:

@@ -9,6 +9,8 @@ consumer can order them, count them exactly once, and resend what a dead worker 
 from __future__ import annotations
 
 import pickle
+import signal
+import time
 import traceback
 from typing import Any
 
@@ -30,6 +32,7 @@ _R_LEFTOVER = 3  # (tag, [idx...], [dp...]): a partial batch, unstacked (flush)
 _R_ORDERED = 4  # (tag, batch_id, idxs, batch | None)
 _R_SKIPPED = 5  # (tag, [idx...], [traceback...], accounted): on_error="skip" failures; accounted
 #                 when no other result of the message covers them (batching in the worker)
+_R_BUSY = 6  # (tag, ns): time spent on tasks since the last report (stats; one per message)
 
 
 # A worker hands over the results of a task chunk early once they hold this many bytes of arrays:
@@ -53,15 +56,23 @@ class _MapJob(Job):
     """A map worker: apply ``map_func`` to the datapoints it is sent (and batch, if asked)."""
 
     def __init__(
-        self, map_func: Any, batch_size: int = 0, who: str = "", skip_errors: bool = False
+        self,
+        map_func: Any,
+        batch_size: int = 0,
+        who: str = "",
+        skip_errors: bool = False,
+        timeout: float | None = None,
     ) -> None:
         self.map_func = map_func  # the function, or its pickle
         self.batch_size = batch_size
         self.who = who
         self.skip_errors = skip_errors
+        self.timeout = timeout  # seconds per datapoint (worker processes only)
 
     def run(self, io: Any) -> None:
         f = pickle.loads(self.map_func) if isinstance(self.map_func, bytes) else self.map_func
+        if self.timeout is not None:
+            f = _timed(f, self.timeout)
         failed: list[str] = []  # tracebacks of the failures not yet reported (skip_errors)
         if self.skip_errors:
             f = _guarded(f, failed)
@@ -72,9 +83,19 @@ class _MapJob(Job):
         who = self.who
         part_idx: list[int] = []
         part: list[Any] = []
-        flush = io.flush
+        clock = time.perf_counter_ns
+        began = [0]  # when the task being worked on arrived (or the last message went out)
+
+        def flush() -> None:
+            # The worker's busy time travels in the message it sends anyway (dataflow._stats).
+            now = clock()
+            put((_R_BUSY, now - began[0]))
+            began[0] = now
+            io.flush()
+
         while True:
             task = get()
+            began[0] = clock()
             tag = task[0]
             if tag == _T_RANGE or tag == _T_AT:
                 if tag == _T_RANGE:
@@ -159,6 +180,32 @@ class _MapJob(Job):
 
 
 _FAILED: Any = object()  # what a guarded map function returns for a datapoint that raised
+
+#: The signal that ends a worker process whose map_func ran past its timeout.
+TIMEOUT_SIGNAL = signal.SIGALRM
+
+
+def _timed(f: Any, timeout: float) -> Any:
+    """``f`` under a per-call deadline: past it, the kernel ends this worker process.
+
+    SIGALRM with its default action terminates the process even while ``f`` is stuck in C code
+    holding the GIL (no Python handler has to run); the consumer sees a death by SIGALRM and
+    handles it as a hung worker. Worker processes only (a thread cannot be ended).
+    """
+    signal.signal(TIMEOUT_SIGNAL, signal.SIG_DFL)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {TIMEOUT_SIGNAL})
+    arm = signal.setitimer
+    real = signal.ITIMER_REAL
+
+    def timed(dp: Any) -> Any:
+        arm(real, timeout)
+        try:
+            return f(dp)
+        finally:
+            arm(real, 0)
+
+    return timed
 
 
 def _guarded(f: Any, failed: list[str]) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import io
 import logging
 import multiprocessing
@@ -172,14 +173,20 @@ def _describe(obj: Any) -> str:
     return f"a {kind} object"
 
 
-def _find_culprit(obj: Any, path: str, depth: int = 0, seen: set[int] | None = None) -> str:
-    """The attribute path of the innermost part of ``obj`` that does not pickle."""
+def _find_culprit(
+    obj: Any, path: str, depth: int = 0, seen: set[int] | None = None
+) -> tuple[str, Any]:
+    """The attribute path of the innermost part of ``obj`` that does not pickle, and that part."""
     seen = set() if seen is None else seen
     if depth > 6 or id(obj) in seen:
-        return path
+        return path, obj
     seen.add(id(obj))
     children: list[tuple[str, Any]] = []
-    if isinstance(obj, dict):
+    if isinstance(obj, functools.partial):
+        children = [(f"{path}.func", obj.func)]
+        children += [(f"{path}.args[{i}]", v) for i, v in enumerate(obj.args)]
+        children += [(f"{path}.keywords[{k!r}]", v) for k, v in obj.keywords.items()]
+    elif isinstance(obj, dict):
         children = [(f"{path}[{k!r}]", v) for k, v in list(obj.items())[:200]]
     elif isinstance(obj, (list, tuple, set, frozenset)):
         children = [(f"{path}[{i}]", v) for i, v in enumerate(list(obj)[:200])]
@@ -195,32 +202,26 @@ def _find_culprit(obj: Any, path: str, depth: int = 0, seen: set[int] | None = N
             pickle.dumps(child, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:  # noqa: BLE001 - any pickling failure points at this child
             return _find_culprit(child, child_path, depth + 1, seen)
-    return path
+    return path, obj
 
 
 def check_picklable(obj: Any, name: str, who: str, method: str) -> bytes:
     """Pickle ``obj`` (for a spawn/forkserver worker) or raise an error naming what failed.
 
     Returns the pickle. The error is a :class:`DataFlowArgumentError` naming the argument, the
-    innermost attribute path that does not pickle (``map_func``, ``ds.ds.func<closure f>``...),
-    and the original pickling error (chained).
+    innermost path that does not pickle (``map_func``, ``ds.ds.func<closure f>``,
+    ``map_func.cfg['a'][1]``, ``map_func.args[0]`` inside a ``functools.partial``...), the type
+    of the object found there, and the original pickling error (chained).
     """
     try:
         return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as e:  # noqa: BLE001 - pickling raises many types
-        path = _find_culprit(obj, name)
-        try:
-            culprit: Any = obj
-            for part in path[len(name) :].lstrip(".").split("."):
-                if part and "[" not in part and "<" not in part:
-                    culprit = getattr(culprit, part)
-            what = _describe(culprit)
-        except Exception:  # noqa: BLE001 - the description is best effort
-            what = "an object"
+        path, culprit = _find_culprit(obj, name)
         raise DataFlowArgumentError(
-            f"{who}: {path} ({what}) cannot be pickled, but start_method={method!r} sends it to "
-            f"each worker process by pickling: {type(e).__name__}: {e}. Define functions at module "
-            "level (not lambdas or nested functions), or use start_method='fork'."
+            f"{who}: {path} ({_describe(culprit)}) cannot be pickled, but start_method={method!r} "
+            f"sends it to each worker process by pickling: {type(e).__name__}: {e}. Define "
+            "functions at module level (not lambdas or nested functions), or use "
+            "start_method='fork'."
         ) from e
 
 

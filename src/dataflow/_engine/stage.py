@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .._checks import check_flag
 from ..errors import DataFlowArgumentError
 from . import procs, seeding
 from .workers import ProcessPool, ThreadPool
@@ -47,12 +48,6 @@ def check_count(value: object, who: str, arg: str, minimum: int = 1) -> int:
     if value < minimum:
         raise DataFlowArgumentError(f"{who}: {arg} must be an int >= {minimum}, got {value}")
     return int(value)
-
-
-def check_flag(value: object, who: str, arg: str) -> bool:
-    if not isinstance(value, (bool, np.bool_, numbers.Integral)):
-        raise DataFlowArgumentError(f"{who}: {arg} must be a bool, got {type(value).__name__}")
-    return bool(value)
 
 
 def check_seed(value: object, who: str) -> int | None:

@@ -99,7 +99,27 @@ class _WaitPolicy:
             self.short = 0
 
 
-class ProcessPool:
+class _Pool:
+    """What both pools do with a message a worker sent, once it is taken off its channel."""
+
+    _finished: list[bool]
+
+    def describe(self, w: int) -> str:
+        raise NotImplementedError
+
+    def _deliver(self, w: int, msg: tuple[int, Any]) -> tuple[int, int, Any]:
+        """``(w, kind, payload)`` for recv; an ``ERROR`` raises as WorkerError; ``ERROR`` and
+        ``DONE`` mark the worker finished."""
+        kind, payload = msg
+        if kind == ERROR:
+            self._finished[w] = True
+            raise make_worker_error(payload, self.describe(w))
+        if kind == DONE:
+            self._finished[w] = True
+        return w, kind, payload
+
+
+class ProcessPool(_Pool):
     """Worker processes, each with a shared-memory channel to the consumer (see module doc)."""
 
     kind = "process"
@@ -211,8 +231,13 @@ class ProcessPool:
         self._dead[w] = None
         self._gone[w] = False
 
-    def restart(self, w: int) -> None:
-        """Replace worker ``w`` (which died) with a fresh one; its queued tasks are dropped."""
+    def restart(self, w: int, job: Job | bytes | None = None) -> None:
+        """Replace worker ``w`` (which died) with a fresh one; its queued tasks are dropped.
+
+        ``job``: what the new worker (and any later one) runs instead (a runner resuming its
+        shard); by default the same job as before."""
+        if job is not None:
+            self._job = job
         self._release_worker(w)
         self._outbox[w].clear()
         self._start_worker(w)
@@ -390,15 +415,6 @@ class ProcessPool:
                 except (ProcessLookupError, PermissionError):
                     pass
 
-    def _deliver(self, w: int, msg: tuple[int, Any]) -> tuple[int, int, Any]:
-        kind, payload = msg
-        if kind == ERROR:
-            self._finished[w] = True
-            raise make_worker_error(payload, self.describe(w))
-        if kind == DONE:
-            self._finished[w] = True
-        return w, kind, payload
-
     def _dead_worker_message(self, order: Any) -> tuple[int, int, Any] | None:
         """A dead worker's last published message, else the news of its death (once)."""
         for w in range(self.num_workers):
@@ -525,7 +541,7 @@ def _thread_main(pool: ThreadPool, w: int, job: Job) -> None:
         set_worker_info(None, thread=True)
 
 
-class ThreadPool:
+class ThreadPool(_Pool):
     """Worker threads with the same interface as :class:`ProcessPool` (``jobs``: one per thread).
 
     Threads cannot be killed: closing the pool stops each thread at its next contact with the
@@ -615,12 +631,7 @@ class ThreadPool:
                         self._out_items[w] -= 1
                         if self._producers_waiting and self._out_items[w] <= self._item_cap // 2:
                             cv.notify_all()
-                        if kind == ERROR:
-                            self._finished[w] = True
-                            raise make_worker_error(payload, self.describe(w))
-                        if kind == DONE:
-                            self._finished[w] = True
-                        return w, kind, payload
+                        return self._deliver(w, (kind, payload))
                 if all(self._finished[w] for w in order):
                     raise RuntimeError(f"{self.name}: recv() with no live worker to wait for")
                 self._consumer_waiting = True

@@ -212,6 +212,7 @@ def _max_rss_bytes(who: int) -> int:
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    from .. import _stats
     from ..common import TestDataSpeed
 
     factory, target = _load_factory(args.target)  # (a failure is reported by main)
@@ -227,13 +228,20 @@ def run_bench(args: argparse.Namespace) -> int:
     )
 
     watch = _MemoryWatch()
+    neck = None
+    was_on = _stats.enabled()
+    _stats.enable(was_on or not args.no_stats)  # the bar shows the bottleneck (dataflow._stats)
     try:
         with watch, flow:
             rate = TestDataSpeed(flow, size=args.size, warmup=args.warmup).start()
             watch.sample()  # once more while the workers are up, however short the run was
+            if _stats.enabled():
+                neck = flow.stats().bottleneck_reason
     except Exception as e:
         _user_traceback(e)
         return _report_error("bench", f"the pipeline raised {type(e).__name__}: {e}")
+    finally:
+        _stats.enable(was_on)
     timed = args.size
     if length is not None:
         timed = max(0, min(args.size, length - args.warmup))
@@ -249,6 +257,8 @@ def run_bench(args: argparse.Namespace) -> int:
     )
     if stages[0].batch > 1:
         print(f"          {rate * stages[0].batch:,.1f} source datapoints/s")
+    if neck is not None:
+        print(f"bottleneck: {neck} (dataflow profile shows every stage)")
 
     if not args.no_stages and len(stages) > 1:
         _bench_stages(factory, target, stages, args)

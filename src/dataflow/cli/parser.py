@@ -16,6 +16,7 @@ from .convert import run_convert
 from .demo import run_demo
 from .download import run_download
 from .inspect_cmd import run_inspect
+from .profile import add_profile_parser
 
 __all__ = ["main", "build_parser"]
 
@@ -93,7 +94,13 @@ path/to/file.py:FUNCTION; FUNCTION may be dotted (Class.method).""",
     bench.add_argument(
         "--no-stages", action="store_true", help="time the whole pipeline only, not each stage"
     )
+    bench.add_argument(
+        "--no-stats",
+        action="store_true",
+        help="time the whole pipeline with per-stage counting off (no bottleneck shown)",
+    )
     bench.set_defaults(func=run_bench, parser=bench)
+    add_profile_parser(sub, _EPILOG)
 
     convert = sub.add_parser(
         "convert",

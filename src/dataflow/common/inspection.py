@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import tqdm
 
-from .. import _state
+from .. import _state, _stats
 from ..base import DataFlow, ProxyDataFlow
 from ._shared import _END, _check_int, _close_all, _short_repr, logger
 
@@ -82,6 +82,10 @@ class TestDataSpeed(ProxyDataFlow):
                 for _ in islice(itr, self.test_size):
                     timed += 1
                     if clock() >= next_refresh:
+                        if _stats.ON:  # per-stage counting is on: show the bottleneck
+                            neck = _stats.postfix(self.ds)
+                            if neck is not None:
+                                bar.set_postfix_str(f"bottleneck {neck}", refresh=False)
                         bar.update(timed - shown)
                         shown, next_refresh = timed, clock() + 0.1
                 bar.update(timed - shown)

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _state
 from ..base import RNGDataFlow
 from ..errors import FormatError
 from ._common import check_choice, import_cv2, import_scipy_io, imread, load_mat
@@ -63,7 +64,7 @@ def _edge_fraction(gt_file: str, who: str) -> np.ndarray:
     return total * np.float32(1.0 / cells.size)
 
 
-class BSDS500(RNGDataFlow):
+class BSDS500(_state.PositionalPass, RNGDataFlow):
     """BSDS500 for edge detection: datapoints ``[image, label]``.
 
     - ``image``: uint8 array of shape (321, 481, 3), BGR (as OpenCV decodes), in [0, 255];
@@ -132,9 +133,12 @@ class BSDS500(RNGDataFlow):
     def __len__(self) -> int:
         return self.data.shape[0]
 
+    _df_save = _state.PositionalPass._df_save  # its pass: ``pos`` below
+
     def __iter__(self) -> Iterator[list[Any]]:
         idxs = np.arange(self.data.shape[0])
         if self.shuffle:
             self.rng.shuffle(idxs)
-        for k in idxs:
+        for pos in range(self.__dict__.pop("_df_start", 0), len(idxs)):  # ``pos``: saved
+            k = idxs[pos]
             yield [self.data[k].copy(), self.label[k].copy()]

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _state
 from ..base import RNGDataFlow
 from ..errors import FormatError
 from ._common import check_choice, load_mat
@@ -42,7 +43,7 @@ register(
 )
 
 
-class Caltech101Silhouettes(RNGDataFlow):
+class Caltech101Silhouettes(_state.PositionalPass, RNGDataFlow):
     """Caltech 101 Silhouettes: datapoints ``[image, label]``.
 
     - ``image``: float32 array of shape (28, 28) with values 0 and 1 (the file's pixels);
@@ -91,9 +92,12 @@ class Caltech101Silhouettes(RNGDataFlow):
     def __len__(self) -> int:
         return self.images.shape[0]
 
+    _df_save = _state.PositionalPass._df_save  # its pass: ``pos`` below
+
     def __iter__(self) -> Iterator[list[Any]]:
         idxs = np.arange(self.images.shape[0])
         if self.shuffle:
             self.rng.shuffle(idxs)
-        for k in idxs:
+        for pos in range(self.__dict__.pop("_df_start", 0), len(idxs)):  # ``pos``: saved
+            k = idxs[pos]
             yield [self.images[k].copy(), int(self.labels[k])]

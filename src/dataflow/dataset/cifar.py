@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _state
 from ..base import RNGDataFlow
 from ..errors import DataFlowArgumentError, FormatError
 from ._common import check_choice, shuffle_default
@@ -163,7 +164,7 @@ def get_filenames(dir: str, cifar_classnum: int) -> tuple[list[str], list[str], 
     )
 
 
-class CifarBase(RNGDataFlow):
+class CifarBase(_state.PositionalPass, RNGDataFlow):
     """CIFAR-10 or CIFAR-100 (by ``cifar_classnum``); see :class:`Cifar10` and :class:`Cifar100`.
 
     Datapoints ``[image, label]``: ``image`` a uint8 array of shape (32, 32, 3), RGB, in [0, 255];
@@ -244,12 +245,15 @@ class CifarBase(RNGDataFlow):
     def __len__(self) -> int:
         return len(self.labels)
 
+    _df_save = _state.PositionalPass._df_save  # its pass: ``pos`` below
+
     def __iter__(self) -> Iterator[list[Any]]:
         idxs = np.arange(len(self.labels))
         if self.shuffle:
             self.rng.shuffle(idxs)
         extra = self._extra_labels
-        for k in idxs:
+        for pos in range(self.__dict__.pop("_df_start", 0), len(idxs)):  # ``pos``: saved
+            k = idxs[pos]
             yield [self.images[k].copy(), self.labels[k], *(values[k] for values in extra)]
 
     def get_per_pixel_mean(self, names: Sequence[str] = ("train", "test")) -> np.ndarray:

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _state
 from ..base import RNGDataFlow
 from ..errors import FormatError
 from ._common import check_choice, check_dir, import_cv2, imread, shuffle_default
@@ -233,7 +234,7 @@ class ILSVRCMeta:
         return structure
 
 
-class ILSVRC12Files(RNGDataFlow):
+class ILSVRC12Files(_state.PositionalPass, RNGDataFlow):
     """Like :class:`ILSVRC12`, but datapoints are ``[filename, label]`` instead of decoded images:
     ``filename`` the image's full path (str), ``label`` an int in [0, 999].
 
@@ -278,16 +279,19 @@ class ILSVRC12Files(RNGDataFlow):
     def __len__(self) -> int:
         return len(self.imglist)
 
-    def _files(self) -> Iterator[tuple[str, int]]:
+    def _files(self) -> Iterator[tuple[int, str, int]]:
+        """(position in the pass, path, label), from the saved position of a resumed pass."""
         idxs = np.arange(len(self.imglist))
         if self.shuffle:
             self.rng.shuffle(idxs)
-        for k in idxs:
-            fname, label = self.imglist[k]
-            yield os.path.join(self.full_dir, fname), label
+        for pos in range(self.__dict__.pop("_df_start", 0), len(idxs)):
+            fname, label = self.imglist[idxs[pos]]
+            yield pos, os.path.join(self.full_dir, fname), label
+
+    _df_save = _state.PositionalPass._df_save  # its pass: ``pos`` below
 
     def __iter__(self) -> Iterator[list[Any]]:
-        for fname, label in self._files():
+        for pos, fname, label in self._files():  # noqa: B007  # ``pos``: the saved position
             yield [fname, label]
 
 
@@ -338,9 +342,11 @@ class ILSVRC12(ILSVRC12Files):
         import_cv2(type(self).__name__)
         super().__init__(dir, name, meta_dir, shuffle, dir_structure)
 
+    _df_save = _state.PositionalPass._df_save
+
     def __iter__(self) -> Iterator[list[Any]]:
         who = type(self).__name__
-        for fname, label in self._files():
+        for pos, fname, label in self._files():  # noqa: B007  # ``pos``: the saved position
             yield [imread(fname, who), label]
 
     @staticmethod
@@ -382,7 +388,7 @@ class ILSVRC12(ILSVRC12Files):
         return ret
 
 
-class TinyImageNet(RNGDataFlow):
+class TinyImageNet(_state.PositionalPass, RNGDataFlow):
     """Tiny ImageNet (200 classes, 64x64 images): datapoints ``[image, label]``.
 
     ``image`` a uint8 array (64, 64, 3), BGR; ``label`` an int, the class's line in ``wnids.txt``
@@ -444,11 +450,14 @@ class TinyImageNet(RNGDataFlow):
     def __len__(self) -> int:
         return len(self.imglist)
 
+    _df_save = _state.PositionalPass._df_save  # its pass: ``pos`` below
+
     def __iter__(self) -> Iterator[list[Any]]:
         who = type(self).__name__
         idxs = np.arange(len(self.imglist))
         if self.shuffle:
             self.rng.shuffle(idxs)
-        for k in idxs:
+        for pos in range(self.__dict__.pop("_df_start", 0), len(idxs)):  # ``pos``: saved
+            k = idxs[pos]
             fname, label = self.imglist[k]
             yield [imread(fname, who), label]

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _state
 from ..base import RNGDataFlow
 from ..errors import FormatError
 from ._common import check_choice
@@ -136,7 +137,7 @@ def _locate(directory: str, filename: str) -> str | None:
     return None
 
 
-class Mnist(RNGDataFlow):
+class Mnist(_state.PositionalPass, RNGDataFlow):
     """The MNIST handwritten digits: datapoints ``[image, label]``.
 
     - ``image``: float32 array of shape (28, 28), values in [0, 1] (pixel / 255; 0 is background).
@@ -194,11 +195,14 @@ class Mnist(RNGDataFlow):
     def __len__(self) -> int:
         return self.images.shape[0]
 
+    _df_save = _state.PositionalPass._df_save  # its pass: ``pos`` below
+
     def __iter__(self) -> Iterator[list[Any]]:
         idxs = np.arange(len(self.images))
         if self.shuffle:
             self.rng.shuffle(idxs)
-        for k in idxs:
+        for pos in range(self.__dict__.pop("_df_start", 0), len(idxs)):  # ``pos``: saved
+            k = idxs[pos]
             yield [self.images[k, :, :, 0].copy(), self.labels[k]]
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _state
 from ..base import RNGDataFlow
 from ..errors import FormatError
 from ._common import check_choice, check_dir, import_cv2, imread, shuffle_default
@@ -25,7 +26,7 @@ __all__ = ["Places365Standard"]
 logger = logging.getLogger(__name__)
 
 
-class Places365Standard(RNGDataFlow):
+class Places365Standard(_state.PositionalPass, RNGDataFlow):
     """Places365-Standard: datapoints ``[image, label]``, image a uint8 BGR array (256, 256, 3),
     label an int in [0, 364] (the class's position among the sorted class names).
 
@@ -72,11 +73,14 @@ class Places365Standard(RNGDataFlow):
     def __len__(self) -> int:
         return len(self._files)
 
+    _df_save = _state.PositionalPass._df_save  # its pass: ``pos`` below
+
     def __iter__(self) -> Iterator[list[Any]]:
         who = type(self).__name__
         idxs = np.arange(len(self._files))
         if self.shuffle:
             self.rng.shuffle(idxs)
-        for k in idxs:
+        for pos in range(self.__dict__.pop("_df_start", 0), len(idxs)):  # ``pos``: saved
+            k = idxs[pos]
             fname, label = self._files[k]
             yield [imread(fname, who), label]

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .. import _state
 from ..base import RNGDataFlow
 from ..errors import DataFlowArgumentError, FormatError
 from ._common import check_choice, load_mat
@@ -46,7 +47,7 @@ register(
 _SPLITS = ("train", "test", "extra")
 
 
-class SVHNDigit(RNGDataFlow):
+class SVHNDigit(_state.PositionalPass, RNGDataFlow):
     """The SVHN cropped-digit dataset: datapoints ``[image, label]``.
 
     - ``image``: uint8 array of shape (32, 32, 3), RGB, in [0, 255];
@@ -111,11 +112,14 @@ class SVHNDigit(RNGDataFlow):
     def __len__(self) -> int:
         return self.X.shape[0]
 
+    _df_save = _state.PositionalPass._df_save  # its pass: ``pos`` below
+
     def __iter__(self) -> Iterator[list[Any]]:
         idxs = np.arange(self.X.shape[0])
         if self.shuffle:
             self.rng.shuffle(idxs)
-        for k in idxs:
+        for pos in range(self.__dict__.pop("_df_start", 0), len(idxs)):  # ``pos``: saved
+            k = idxs[pos]
             yield [self.X[k].copy(), self.Y[k]]
 
     @staticmethod

@@ -19,8 +19,7 @@ damage raises FormatError. Other LMDB files (tensorpack's, Caffe's) have no such
 readers check what they can (that the file is an LMDB, not truncated, every record's encoding),
 and the rest is trusted.
 
-One module a format: :mod:`.lmdb`, :mod:`.caffe`, :mod:`.hdf5`, :mod:`.svmlight`; argument checks
-they share in ``_common``. This package re-exports every name the single ``format`` module had.
+One module a format: :mod:`.lmdb`, :mod:`.caffe`, :mod:`.hdf5`, :mod:`.svmlight`. This package re-exports every name the single ``format`` module had.
 """
 
 from __future__ import annotations

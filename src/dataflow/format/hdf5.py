@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from .. import codec
+from .. import _state, codec
+from .._checks import check_flag, check_path
 from .._lazy import require
 from ..base import RNGDataFlow
 from ..errors import DataFlowArgumentError, FormatError
-from ._common import _check_flag, _check_path
 
 #: Root attribute under which HDF5Serializer stores its header.
 HDF5_HEADER_ATTR = "dataflow_header"
@@ -71,7 +71,7 @@ class HDF5Data(RNGDataFlow):
             shuffle: yield the rows in a random order each pass.
         """
         who = "HDF5Data"
-        self.filename = _check_path(filename, who, "filename")
+        self.filename = check_path(filename, who, "filename")
         if isinstance(data_paths, str) or not isinstance(data_paths, Sequence) or not data_paths:
             raise DataFlowArgumentError(
                 f"{who}: data_paths must be a non-empty list of dataset paths, got {data_paths!r}"
@@ -80,7 +80,7 @@ class HDF5Data(RNGDataFlow):
             if not isinstance(p, str):
                 raise DataFlowArgumentError(f"{who}: data_paths holds a {type(p).__name__}: {p!r}")
         self.data_paths = list(data_paths)
-        self.shuffle = _check_flag(shuffle, who, "shuffle")
+        self.shuffle = check_flag(shuffle, who, "shuffle")
         self._file: Any = None
         h5py = require("h5py", "hdf5", who=who)
         if not os.path.exists(self.filename):
@@ -176,7 +176,9 @@ class HDF5Data(RNGDataFlow):
         dsets, convs, block = self._readers()
         n = self._size
         order = self.rng.permutation(n) if self.shuffle else None
-        for start in range(0, n, block):
+        resume = self.__dict__.pop("_df_start", 0)
+        # A resumed pass's first block begins at the saved position: no row before it is read.
+        for start in range(resume, n, block):
             stop = min(start + block, n)
             if order is None:
                 sel: Any = slice(start, stop)
@@ -205,10 +207,27 @@ class HDF5Data(RNGDataFlow):
                         raise FormatError(f"{self.filename}: bad rows in {p!r}: {e}") from e
                 columns.append(rows)
             if pos is None:
-                yield from map(list, zip(*columns))
+                out = list(map(list, zip(*columns)))
             else:
-                for i in pos:
-                    yield [col[i] for col in columns]
+                out = [[col[i] for col in columns] for i in pos]
+            self._df_block_end = stop
+            # ``yield from`` a list: the position is read off its iterator (no per-row cost).
+            yield from out
+
+    _df_block_end = 0
+
+    def _df_save(self) -> dict:
+        live_ref = self.__dict__.get("_df_live")
+        it = live_ref() if live_ref is not None else None
+        left = getattr(it, "gi_yieldfrom", None)
+        pos = self._df_block_end - (_state.remaining(left) if left is not None else 0)
+        return {"pos": pos, "len": len(self)}
+
+    def _df_load(self, state: dict) -> None:
+        self._df_start = int(state["pos"])
+
+    def _df_check(self, node: dict) -> str | None:
+        return _state.check_len(self, node)
 
 
 def _h5_is_str(dset: Any) -> bool:

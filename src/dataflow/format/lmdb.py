@@ -7,23 +7,23 @@ plain) is learnt when it is opened; the environment itself is opened in ``reset_
 
 from __future__ import annotations
 
+import base64
 import io
 import logging
 import os
 import pickle
 import threading
-import zlib
 from collections.abc import Callable, Iterator, Sequence
 from itertools import islice
 from typing import Any
 
-from .. import codec
+from .. import _state, codec
+from .._checks import check_flag, check_path
 from .._lazy import require
-from .._lmdb_seal import Seal, check_seal
+from .._lmdb_seal import LEAF_RECORD_MAX, Seal, check_seal, crc32
 from ..base import DataFlow, RNGDataFlow
 from ..common import MapData
 from ..errors import DataFlowArgumentError, FormatError
-from ._common import _check_flag, _check_path
 
 logger = logging.getLogger(__name__)
 
@@ -182,7 +182,10 @@ class _LMDBFile:
         key, env = _ENVS.acquire(self, readahead=False)
         try:
             with env.begin() as txn:
-                self.entries = int(env.stat()["entries"])
+                stat = env.stat()
+                self.entries = int(stat["entries"])
+                # None of the records lives outside the leaf pages (checked whole at open)?
+                self.overflow_pages = int(stat["overflow_pages"])
                 header = txn.get(LMDB_HEADER_KEY)
                 keys_blob = txn.get(TENSORPACK_KEYS_KEY)
             self.header: dict[str, Any] | None = None
@@ -220,14 +223,33 @@ class _LMDBFile:
 class _LMDBReader(RNGDataFlow):
     """Opening, key handling and iteration order shared by the LMDB readers."""
 
-    def __init__(self, lmdb_path: str, shuffle: bool, keys: Sequence | str | None, who: str):
+    def __init__(
+        self,
+        lmdb_path: str,
+        shuffle: bool,
+        keys: Sequence | str | None,
+        who: str,
+        verify: bool | None = None,
+    ):
         require("lmdb", "lmdb", who=who.split(".")[0])
-        self._lmdb_path = _check_path(lmdb_path, who, "lmdb_path")
-        self._shuffle = _check_flag(shuffle, who, "shuffle")
+        self._lmdb_path = check_path(lmdb_path, who, "lmdb_path")
+        self._shuffle = check_flag(shuffle, who, "shuffle")
+        if verify is not None:
+            verify = check_flag(verify, who, "verify")
         self._who = who
         self._file = _LMDBFile(self._lmdb_path, who)
         self._size = self._file.count
         self._check_layout()
+        has_crcs = self._file.layout == "dataflow"
+        if verify and not has_crcs:
+            raise DataFlowArgumentError(
+                f"{who}: verify=True needs a file written by LMDBSerializer; "
+                f"{self._lmdb_path} has no record checksums (leave verify at None to read it "
+                "unverified)"
+            )
+        # Per-record checks: only for a file with checksums and records outside the leaf pages
+        # (the leaf pages, holding every record under LEAF_RECORD_MAX bytes, are checked at open).
+        self._verify = verify is not False and has_crcs and self._file.overflow_pages > 0
         self.keys: list[bytes] | None = None
         if keys is not None:
             self.keys = self._user_keys(keys)
@@ -300,14 +322,77 @@ class _LMDBReader(RNGDataFlow):
         state["_env"] = None  # a handle cannot cross a process boundary; reset_state reopens
         return state
 
-    def _shuffled_keys(self) -> Iterator[bytes]:
+    def _shuffled_keys(self, start: int = 0) -> Iterator[bytes]:
         if self.keys is not None:
             keys = self.keys
-            return map(keys.__getitem__, self.rng.permutation(len(keys)).tolist())
-        return map(lmdb_key, self.rng.permutation(self._size).tolist())
+            return map(keys.__getitem__, self.rng.permutation(len(keys))[start:].tolist())
+        return map(lmdb_key, self.rng.permutation(self._size)[start:].tolist())
+
+    # Resume: the position is how many records the pass yielded (``pos``, a local of the pass's
+    # generator). A resumed pass draws the same permutation and starts at ``pos`` in it; a
+    # sequential pass puts its cursor on that record (directly for LMDBSerializer's numbered keys,
+    # otherwise just after the last key it read, saved in the state: a B-tree lookup, whatever
+    # the keys; only a state without that key steps over the keys without reading values).
+    def _df_save(self) -> dict:
+        live_ref = self.__dict__.get("_df_live")
+        live = live_ref() if live_ref is not None else None
+        pos = _state.gen_local(live, "pos")
+        state: dict[str, Any] = {"pos": int(pos or 0), "len": len(self)}
+        cursor = _state.gen_local(live, "cursor")
+        if pos and cursor is not None and self._file.layout != "dataflow":
+            state["after"] = base64.b64encode(bytes(cursor.key())).decode("ascii")
+        return state
+
+    def _df_load(self, state: dict) -> None:
+        self._df_start = int(state["pos"])
+        after = state.get("after")
+        self.__dict__["_df_after"] = None if after is None else base64.b64decode(after)
+
+    def _df_check(self, node: dict) -> str | None:
+        return _state.check_len(self, node)
+
+    def _seek(self, cursor: Any, start: int) -> bool:
+        """Put ``cursor`` on the ``start``-th record (bookkeeping keys not counted)."""
+        after = self.__dict__.pop("_df_after", None)
+        if self._file.layout == "dataflow":
+            return bool(cursor.set_range(lmdb_key(start)))
+        if after is not None:  # the record after the last one the saved pass read
+            if not cursor.set_range(after):
+                return False
+            return bytes(cursor.key()) != after or bool(cursor.next())
+        if not cursor.first():
+            return False
+        seen = 0
+        for k in cursor.iternext(keys=True, values=False):
+            if k[:2] == b"__" and k in _META_KEYS:
+                continue
+            if seen == start:
+                return True
+            seen += 1
+        return False
 
     def _key_error(self, key: bytes) -> FormatError:
         return FormatError(f"{self._lmdb_path}: key {key!r} not found in the database")
+
+    def _damaged(self, key: bytes) -> FormatError:
+        return FormatError(
+            f"{self._lmdb_path}: record {key!r} is damaged (its CRC-32 does not match the "
+            "file's seal; verify=False reads it unchecked)"
+        )
+
+    def _record_index(self, key: bytes) -> int | None:
+        """The index of a record LMDBSerializer wrote under ``key``; None for another key."""
+        try:
+            i = int(key)
+        except ValueError:
+            return None
+        return i if 0 <= i < self._size and lmdb_key(i) == key else None
+
+    def _crcs(self) -> tuple[Any, int]:
+        """The record CRCs and the length from which a record is checked when read."""
+        seal = self._file.seal
+        assert seal is not None  # a "dataflow" layout always has one (checked at open)
+        return seal.record_crcs(), LEAF_RECORD_MAX
 
 
 class LMDBData(_LMDBReader):
@@ -328,10 +413,20 @@ class LMDBData(_LMDBReader):
     The environment is opened read-only without a lock file in ``reset_state``, so a flow built in
     the main process can run in forked or spawned workers. Every pass has its own read transaction:
     the flow is reentrant.
+
+    Integrity: a file written by :class:`~dataflow.serialize.LMDBSerializer` is checked when
+    opened (its structure) and, by default, each record as it is read against the CRC-32 the file
+    holds for it: a damaged record raises :class:`~dataflow.errors.FormatError` naming the file
+    and the key. Other LMDBs carry no checksums and read as before.
     """
 
     def __init__(
-        self, lmdb_path: str, shuffle: bool = True, keys: Sequence | str | None = None
+        self,
+        lmdb_path: str,
+        shuffle: bool = True,
+        keys: Sequence | str | None = None,
+        *,
+        verify: bool | None = None,
     ) -> None:
         """
         Args:
@@ -341,24 +436,72 @@ class LMDBData(_LMDBReader):
                 format string such as ``'{:0>8d}'`` formatted with the indices 0 .. len-1. If not
                 given: the keys LMDBSerializer (ours or tensorpack's) recorded, or else every key
                 found by traversing the database once (slow for large databases).
+            verify: check each record against the file's CRC-32 for it. None (the default):
+                when the file has record checksums (LMDBSerializer's); True: also refuse a file
+                without them; False: never.
         """
-        super().__init__(lmdb_path, shuffle, keys, "LMDBData")
+        super().__init__(lmdb_path, shuffle, keys, "LMDBData", verify)
 
     def __iter__(self) -> Iterator[list[bytes]]:
+        pos = start = self.__dict__.pop("_df_start", 0)
+        if self._verify:  # (a file LMDBSerializer wrote: resumed by index, no cursor kept)
+            for kv in self._iter_verified(start):
+                pos += 1
+                yield kv
+            return
         with self._env.begin() as txn:
             if not self._shuffle:
                 meta = _META_KEYS
-                for k, v in txn.cursor():
+                cursor = txn.cursor()
+                if start and not self._seek(cursor, start):
+                    return
+                for k, v in cursor.iternext() if start else cursor:
                     if k[:2] == b"__" and k in meta:
                         continue
+                    pos += 1
                     yield [k, v]
             else:
                 get = txn.get
-                for k in self._shuffled_keys():
+                for k in self._shuffled_keys(start):
                     v = get(k)
                     if v is None:
                         raise self._key_error(k)
+                    pos += 1
                     yield [k, v]
+
+    def _iter_verified(self, start: int) -> Iterator[list[bytes]]:
+        pos = start
+        crcs, small = self._crcs()
+        index = self._record_index
+        in_order = self._size <= 10**8  # key order is index order (the header key sorts last)
+        with self._env.begin() as txn:
+            if not self._shuffle:
+                cursor = txn.cursor()
+                if start and not self._seek(cursor, start):
+                    return
+                for k, v in cursor.iternext() if start else cursor:
+                    if k[:2] == b"__" and k in _META_KEYS:
+                        continue
+                    if len(v) > small:
+                        i = pos if in_order else index(k)
+                        if i is not None and crc32(v) != crcs[i]:
+                            raise self._damaged(k)
+                    pos += 1
+                    yield [k, v]
+            else:
+                get = txn.get
+                for k in self._shuffled_keys(start):
+                    v = get(k)
+                    if v is None:
+                        raise self._key_error(k)
+                    if len(v) > small:
+                        i = index(k)
+                        if i is not None and crc32(v) != crcs[i]:
+                            raise self._damaged(k)
+                    pos += 1
+                    yield [k, v]
+
+    _df_save = _LMDBReader._df_save
 
 
 class LMDBDatapoints(_LMDBReader):
@@ -373,8 +516,9 @@ class LMDBDatapoints(_LMDBReader):
     ``allow_pickle=True`` (unpickling runs code chosen by the file's author: only for files you
     trust); without it the constructor raises :class:`~dataflow.errors.FormatError` saying so.
 
-    ``verify=True`` checks each record against the CRC-32 that the file's seal holds for it
-    before decoding it (a damaged record raises FormatError naming its key).
+    Each record is checked against the CRC-32 that the file's seal holds for it before it is
+    decoded (a damaged record raises FormatError naming the file and its key), unless
+    ``verify=False``; see ``LMDBSerializer.load``.
     """
 
     def __init__(
@@ -383,16 +527,10 @@ class LMDBDatapoints(_LMDBReader):
         shuffle: bool = True,
         *,
         allow_pickle: bool = False,
-        verify: bool = False,
+        verify: bool | None = None,
     ):
-        self._allow_pickle = _check_flag(allow_pickle, "LMDBSerializer.load", "allow_pickle")
-        self._verify = _check_flag(verify, "LMDBSerializer.load", "verify")
-        super().__init__(lmdb_path, shuffle, None, "LMDBSerializer.load")
-        if self._verify and self._file.layout != "dataflow":
-            raise DataFlowArgumentError(
-                f"LMDBSerializer.load: verify=True needs a file written by LMDBSerializer; "
-                f"{self._lmdb_path} has no record checksums"
-            )
+        self._allow_pickle = check_flag(allow_pickle, "LMDBSerializer.load", "allow_pickle")
+        super().__init__(lmdb_path, shuffle, None, "LMDBSerializer.load", verify)
         average = self._file.file_size / max(self._size, 1)
         self._buffers = average >= _BUFFERS_FROM
 
@@ -420,21 +558,28 @@ class LMDBDatapoints(_LMDBReader):
 
     def __iter__(self) -> Iterator[Any]:
         decode = self._decoder()
+        pos = start = self.__dict__.pop("_df_start", 0)
         if self._verify:
-            yield from self._iter_verified(decode)
+            for dp in self._iter_verified(decode, start):
+                pos += 1
+                yield dp
             return
         with self._env.begin(buffers=self._buffers) as txn:
             if not self._shuffle:
                 cursor = txn.cursor()
-                values = islice(cursor.iternext(keys=False, values=True), self._size)
+                if start and not self._seek(cursor, start):
+                    return
+                values = islice(cursor.iternext(keys=False, values=True), self._size - start)
                 try:
                     for v in values:
-                        yield decode(v)
+                        dp = decode(v)
+                        pos += 1
+                        yield dp
                 except Exception as e:
                     raise self._record_error(bytes(cursor.key()), e) from e
             else:
                 get = txn.get
-                for k in self._shuffled_keys():
+                for k in self._shuffled_keys(start):
                     v = get(k)
                     if v is None:
                         raise self._key_error(k)
@@ -442,29 +587,42 @@ class LMDBDatapoints(_LMDBReader):
                         dp = decode(v)
                     except Exception as e:
                         raise self._record_error(k, e) from e
+                    pos += 1
                     yield dp
 
-    def _iter_verified(self, decode: Callable[[Any], Any]) -> Iterator[Any]:
-        seal = self._file.seal
-        assert seal is not None  # a "dataflow" layout always has one (checked at open)
-        crcs = seal.record_crcs()
-        crc32 = zlib.crc32
-        if self._shuffle:
-            order: Iterator[int] = iter(self.rng.permutation(self._size).tolist())
-        else:
-            order = iter(range(self._size))
+    _df_save = _LMDBReader._df_save
+
+    def _iter_verified(self, decode: Callable[[Any], Any], start: int = 0) -> Iterator[Any]:
+        crcs, small = self._crcs()
         with self._env.begin(buffers=self._buffers) as txn:
+            if not self._shuffle and self._size <= 10**8:  # key order is index order
+                cursor = txn.cursor()
+                if start and not self._seek(cursor, start):
+                    return
+                values = islice(cursor.iternext(keys=False, values=True), self._size - start)
+                i = start
+                for v in values:
+                    if len(v) > small and crc32(v) != crcs[i]:
+                        raise self._damaged(lmdb_key(i))
+                    try:
+                        dp = decode(v)
+                    except Exception as e:
+                        raise self._record_error(lmdb_key(i), e) from e
+                    i += 1
+                    yield dp
+                return
+            if self._shuffle:
+                order: Iterator[int] = iter(self.rng.permutation(self._size)[start:].tolist())
+            else:
+                order = iter(range(start, self._size))
             get = txn.get
             for i in order:
                 k = lmdb_key(i)
                 v = get(k)
                 if v is None:
                     raise self._key_error(k)
-                if crc32(v) != crcs[i]:
-                    raise FormatError(
-                        f"{self._lmdb_path}: record {k!r} is damaged (its CRC-32 does not match "
-                        "the file's seal)"
-                    )
+                if len(v) > small and crc32(v) != crcs[i]:
+                    raise self._damaged(k)
                 try:
                     dp = decode(v)
                 except Exception as e:

@@ -7,13 +7,14 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from .. import _state
+from .._checks import check_flag, check_path
 from .._lazy import require
 from ..base import RNGDataFlow
 from ..errors import DataFlowArgumentError, FormatError
-from ._common import _check_flag, _check_path
 
 
-class SVMLightData(RNGDataFlow):
+class SVMLightData(_state.PositionalPass, RNGDataFlow):
     """Read ``X, y`` from an SVMlight / libsvm file and yield ``[X_i, y_i]`` pairs.
 
     ``X_i`` is a dense float64 row (1-D array of the file's number of features), ``y_i`` a float64
@@ -29,8 +30,8 @@ class SVMLightData(RNGDataFlow):
             shuffle: yield the rows in a random order each pass.
         """
         who = "SVMLightData"
-        filename = _check_path(filename, who, "filename")
-        self.shuffle = _check_flag(shuffle, who, "shuffle")
+        filename = check_path(filename, who, "filename")
+        self.shuffle = check_flag(shuffle, who, "shuffle")
         datasets = require("sklearn.datasets", None, who=who)
         if not os.path.exists(filename):
             raise DataFlowArgumentError(f"{who}: {filename!r} does not exist")
@@ -52,8 +53,12 @@ class SVMLightData(RNGDataFlow):
         n = len(self.y)
         idxs = self.rng.permutation(n) if self.shuffle else np.arange(n)
         indptr, indices, values, y = self._indptr, self._indices, self._values, self.y
-        for i in idxs.tolist():
+        order = idxs.tolist()
+        for pos in range(self.__dict__.pop("_df_start", 0), n):  # ``pos``: the saved position
+            i = order[pos]
             row = np.zeros(self._nfeatures, dtype=np.float64)
             a, b = indptr[i], indptr[i + 1]
             row[indices[a:b]] = values[a:b]
             yield [row, y[i]]
+
+    _df_save = _state.PositionalPass._df_save  # its pass: ``pos`` above

@@ -10,15 +10,13 @@ import numpy as np
 import tqdm
 
 from .. import codec
+from .._checks import check_path
 from ..base import DataFlow, check_dataflow
 from ..errors import DataFlowArgumentError, DatapointError
 
 
 def _check_path(path: object, who: str) -> str:
-    if not isinstance(path, (str, os.PathLike)):
-        raise DataFlowArgumentError(f"{who}: path must be a path, got {type(path).__name__}")
-    path = os.fspath(path)
-    return os.fsdecode(path) if isinstance(path, bytes) else path
+    return check_path(path, who, "path")
 
 
 def _check_parent(path: str, who: str) -> None:

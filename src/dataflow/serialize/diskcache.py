@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
-from .. import codec
+from .. import _state, codec
 from .._lazy import require
 from ..base import DataFlow, RNGDataFlow
 from ..errors import DataFlowArgumentError, FormatError
@@ -69,7 +69,7 @@ def _open(path: str, allow_pickle: bool, who: str) -> Any:
     return diskcache.Cache(path, eviction_policy="none", disk=disk)
 
 
-class _DiskCacheData(RNGDataFlow):
+class _DiskCacheData(_state.PositionalPass, RNGDataFlow):
     """The datapoints of a diskcache directory, decoded; ``len`` is their number."""
 
     def __init__(
@@ -95,7 +95,8 @@ class _DiskCacheData(RNGDataFlow):
         )
         cache = _open(self.path, self._allow_pickle, "DiskCacheSerializer.load")
         try:
-            for i in order:
+            for pos in range(self.__dict__.pop("_df_start", 0), n):
+                i = order[pos]
                 try:
                     value = cache.get(i, default=None, retry=True)
                 except _PickledValue:
@@ -121,6 +122,8 @@ class _DiskCacheData(RNGDataFlow):
                 yield dp
         finally:
             cache.close()
+
+    _df_save = _state.PositionalPass._df_save  # its pass: ``pos`` above
 
 
 class DiskCacheSerializer:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import codec
+from .. import _state, codec
 from ..base import DataFlow, RNGDataFlow
 from ..errors import DataFlowArgumentError, FormatError
 from ..raw import DataFromList
@@ -26,7 +26,7 @@ from ._common import (
 __all__ = ["NumpySerializer"]
 
 
-class _NpzData(RNGDataFlow):
+class _NpzData(_state.PositionalPass, RNGDataFlow):
     """The datapoints of an ``.npz`` written by NumpySerializer, decoded one at a time."""
 
     def __init__(self, path: str, data: np.ndarray, offsets: np.ndarray, shuffle: bool) -> None:
@@ -44,12 +44,15 @@ class _NpzData(RNGDataFlow):
         decode = codec.decoder(copy=True)  # the arrays must not alias the stored data
         buf = memoryview(self._data)  # type: ignore[arg-type]
         offsets = self._offsets
-        for i in order:
+        for pos in range(self.__dict__.pop("_df_start", 0), n):
+            i = order[pos]
             try:
                 dp = decode(buf[offsets[i] : offsets[i + 1]])
             except FormatError as e:
                 raise FormatError(f"{self.path}: datapoint {i} cannot be decoded: {e}") from e
             yield dp
+
+    _df_save = _state.PositionalPass._df_save  # its pass: ``pos`` above
 
 
 class NumpySerializer:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import codec
+from .. import _state, codec
 from .._tfrecord import iter_records, write_record
 from ..base import DataFlow
 from ..common import FixedSizeData
@@ -50,11 +50,14 @@ class _TFRecordData(DataFlow):
             f = open(self.path, "rb")
         except OSError as e:
             raise FormatError(f"{self.path}: cannot open: {e}") from e
+        resume = self.__dict__.pop("_df_start", None)
         with f:
+            if resume is not None:  # a saved position: the byte offset after record n
+                f.seek(resume["offset"])
             records = iter_records(f, self.path)
-            if self._count is not None:
+            if self._count is not None and resume is None:
                 next(records, None)  # the header, checked by load()
-            n = 0
+            n = 0 if resume is None else resume["n"]
             for record in records:
                 try:
                     dp = decode(record)
@@ -69,6 +72,36 @@ class _TFRecordData(DataFlow):
                     f"{self.path}: holds {n} datapoints but its header says {self._count} "
                     "(a truncated or altered file)"
                 )
+
+    # Resume: the byte offset after the last record yielded (the file is read sequentially),
+    # and that record's number; a resumed pass seeks there.
+    def _df_save(self) -> dict:
+        live_ref = self.__dict__.get("_df_live")
+        live = live_ref() if live_ref is not None else None
+        f = _state.gen_local(live, "f")
+        size = os.fstat(f.fileno()).st_size
+        return {"n": int(_state.gen_local(live, "n")), "offset": int(f.tell()), "size": size}
+
+    def _df_load(self, state: dict) -> None:
+        self._df_start = state
+
+    def _df_check(self, node: dict) -> str | None:
+        # An offset only means something in the file it was taken in: a file of another size
+        # (rewritten, or another file under the same name) is refused rather than read from a
+        # byte that may not begin a record.
+        state = node.get("state") or {}
+        if "size" not in state:
+            return None
+        try:
+            size = os.path.getsize(self.path)
+        except OSError as e:
+            return f"cannot read {self.path}: {e}"
+        if size != state["size"]:
+            return (
+                f"the state was saved reading {self.path} of {state['size']} bytes, the file now "
+                f"has {size}"
+            )
+        return None
 
 
 class TFRecordSerializer:
