@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")  # the dev extra installs the CPU wheel: see pyproject
 from torch.utils.data import DataLoader  # noqa: E402
 
+import dataflow  # noqa: E402
 from dataflow import (  # noqa: E402
     BatchData,
     DataFromList,
@@ -142,3 +144,64 @@ def test_state_dict_is_the_flows_and_refused_while_prefetching_ahead():
     with pytest.raises(StateError, match="prefetching"):
         ahead.state_dict()
     it.close()
+
+
+def _shuffled_mapped_batches(num_proc):
+    """A shuffling source -> MultiProcessMapData(strict, ordered) -> BatchData: 13 batches a pass."""
+    dataflow.set_seed(7)
+    ds = DataFromList([[np.full(3, i, dtype=np.int64), i] for i in range(50)], shuffle=True)
+    ds = MultiProcessMapData(ds, num_proc, double_first, strict=True, ordered=True)
+    return BatchData(ds, 4, remainder=True)
+
+
+def double_first(dp):
+    return [dp[0] * 2, dp[1]]
+
+
+def _labels(loader, k=None):
+    out = []
+    for batch in loader:
+        assert torch.equal(batch[0], 2 * batch[1][:, None].expand(-1, 3))
+        out.append(batch[1].tolist())
+        if k is not None and len(out) == k:
+            break
+    return out
+
+
+@pytest.mark.parametrize("k", [0, 5, 13])  # 13: after the last batch of the pass
+def test_stateful_dataloader_resumes_exactly_with_another_worker_count(k):
+    stateful = pytest.importorskip("torchdata.stateful_dataloader")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torchdata's own deprecation notes
+        with _shuffled_mapped_batches(2) as ds:
+            whole = stateful.StatefulDataLoader(to_torch(ds), batch_size=None)
+            want = _labels(whole) + _labels(whole) + _labels(whole)
+        with _shuffled_mapped_batches(2) as ds:
+            first = stateful.StatefulDataLoader(to_torch(ds), batch_size=None)
+            got = _labels(first, k) if k else []
+            state = json.loads(json.dumps(first.state_dict()))  # plain data
+        with _shuffled_mapped_batches(3) as ds:
+            resumed = stateful.StatefulDataLoader(to_torch(ds), batch_size=None)
+            resumed.load_state_dict(state)
+            rest = _labels(resumed)
+            assert len(rest) == 13 - k if k < 13 else 13  # the end state resumes a whole pass
+            got += rest + _labels(resumed)
+    assert got == want[: len(got)] and len(got) == 26 + (13 if k == 13 else 0)
+
+
+def test_stateful_dataloader_second_resume_in_the_same_pass_stays_exact():
+    stateful = pytest.importorskip("torchdata.stateful_dataloader")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        with _shuffled_mapped_batches(2) as ds:
+            want = _labels(stateful.StatefulDataLoader(to_torch(ds), batch_size=None))
+        got = []
+        state = None
+        for num_proc, k in [(2, 3), (1, 4), (3, None)]:
+            with _shuffled_mapped_batches(num_proc) as ds:
+                loader = stateful.StatefulDataLoader(to_torch(ds), batch_size=None)
+                if state is not None:
+                    loader.load_state_dict(state)
+                got += _labels(loader, k)
+                state = json.loads(json.dumps(loader.state_dict()))
+    assert got == want

@@ -23,7 +23,7 @@ _narrow_warned = False
 
 def _check_width(arrays: list[np.ndarray]) -> None:
     global _narrow_warned
-    if _narrow_warned or jax.config.jax_enable_x64:
+    if _narrow_warned or jax.config.read("jax_enable_x64"):
         return
     wide = sorted({str(a.dtype) for a in arrays if a.dtype in _WIDE})
     if wide:

@@ -70,7 +70,9 @@ def to_tf(ds: DataFlow, output_signature: Any = None, *, infer_from: int = 8) ->
 
     Every iteration of the dataset is one pass of ``ds``. tf cannot checkpoint a generator, so
     save the position with ``ds.state_dict()`` and resume with ``ds.load_state_dict()`` before
-    iterating the dataset again (docs/frameworks.md).
+    iterating the dataset again. tf reads the generator ahead of the loop, so save the state at
+    the pass's start with the count of elements consumed, and resume with ``.skip(count)``
+    (docs/frameworks.md).
     """
     flow = check_dataflow(ds, "to_tf")
     head: list[Any] = []
