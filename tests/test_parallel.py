@@ -3,13 +3,15 @@ runs its own copy; len is len(ds)), seeds, sharding, errors, nesting, reentrancy
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 
 import numpy as np
 import pytest
 
-from dataflow.base import DataFlow
+from dataflow import get_worker_info
+from dataflow.base import DataFlow, DataFlowTerminated
 from dataflow.common import BatchData, MapData
 from dataflow.errors import (
     DataFlowArgumentError,
@@ -118,6 +120,46 @@ def test_terminated_source_ends_its_workers_stream_cleanly():
         assert list(ds) == []
     with MultiThreadRunner(Terminating, 10, 2) as ds:
         assert sorted(dp[0] for dp in ds) == [0, 0, 1, 1, 2, 2]
+
+
+class EndsEarlyInRankOne(DataFlow):
+    """Rank 1 yields one datapoint and ends its stream; rank 0 yields its second one only after
+    rank 1's process has exited, so the consumer, waiting for rank 0 in turn, sees rank 1's
+    death while rank 1's last message (its end of stream) is still unread."""
+
+    def __init__(self, folder):
+        self.folder = folder
+
+    def __iter__(self):
+        rank = get_worker_info().id
+        (self.folder / str(rank)).write_text(str(os.getpid()))
+        yield [rank, 0]
+        if rank == 1:
+            raise DataFlowTerminated()
+        pid_file = self.folder / "1"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # until rank 1 is a zombie or reaped
+            try:
+                pid = int(pid_file.read_text())
+            except (FileNotFoundError, ValueError):  # not written yet
+                continue
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    stat = f.read()
+            except FileNotFoundError:  # reaped
+                break
+            if stat.rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                break
+            time.sleep(0.005)
+        yield [rank, 1]
+        yield [rank, 2]
+        raise DataFlowTerminated()
+
+
+@pytest.mark.timeout(60)
+def test_a_finished_workers_exit_is_not_a_death_while_another_worker_is_awaited(tmp_path):
+    with MultiProcessRunner(EndsEarlyInRankOne(tmp_path), 10, 2, seed=3, start_method="fork") as ds:
+        assert sorted(ds) == [[0, 0], [0, 1], [0, 2], [1, 0]]
 
 
 def test_empty_sources_end_the_pass():

@@ -421,10 +421,14 @@ class ProcessPool(_Pool):
             if self._dead[w] is None or self._gone[w]:
                 continue
             ring = self._out[w]
-            if ring is not None and w in order:
-                ok, msg = ring.read()
-                if ok:
-                    return self._deliver(w, msg)
+            if ring is not None:
+                if w not in order:
+                    if ring.has_data():
+                        continue  # its last messages (a DONE, say) wait for a recv that wants them
+                else:
+                    ok, msg = ring.read()
+                    if ok:
+                        return self._deliver(w, msg)
             self._gone[w] = True
             self._deaths -= 1
             if not self._finished[w]:
