@@ -5,6 +5,7 @@ original traceback; strict passes stay exact, and resume counts a skipped datapo
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 
@@ -176,6 +177,33 @@ def test_a_poison_datapoint_is_skipped_and_counted_with_on_error_skip():
     )
     with ds:
         assert [dp[0] for dp in ds] == [i for i in range(20) if i != 7]
+        assert ds.errors_skipped == 1
+
+
+def die_on_57(dp):
+    if dp[0] == 57:
+        os._exit(3)
+    return dp
+
+
+@pytest.mark.timeout(60)
+def test_only_the_datapoint_a_worker_died_on_is_skipped_when_it_held_others():
+    # Batching in the workers: each holds a partial batch of datapoints it mapped already, so a
+    # death loses those too; only the one it was mapping (57) may be blamed and skipped.
+    ds = MultiProcessMapAndBatchData(
+        DataFromList([[i] for i in range(100)], shuffle=False),
+        2,
+        die_on_57,
+        10,
+        strict=True,
+        remainder=True,
+        restart_workers=True,
+        on_error="skip",
+        start_method="fork",
+    )
+    with ds:
+        got = sorted(int(x) for batch in ds for x in batch[0])
+        assert got == [i for i in range(100) if i != 57]
         assert ds.errors_skipped == 1
 
 

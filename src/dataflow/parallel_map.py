@@ -63,6 +63,7 @@ from ._engine.map_job import (
     _R_LEFTOVER,
     _R_ORDERED,
     _R_SKIPPED,
+    _R_STARTED,
     _T_AT,
     _T_BATCH,
     _T_FLUSH,
@@ -179,6 +180,7 @@ class _ParallelMap(MapResume, MapSupervision, PoolOwner, ProxyDataFlow):
                 self._who,
                 self._skip_errors,
                 self._timeout,
+                report_started=self._report_started,
             )
 
     def _make_pool(self) -> ProcessPool | ThreadPool:
@@ -210,6 +212,7 @@ class _ParallelMap(MapResume, MapSupervision, PoolOwner, ProxyDataFlow):
         self._restarts = 0  # stats: workers replaced
         self._sent: list[dict[int, Any]] = [{} for _ in range(n)]  # restart_workers: the data
         self._attempts: dict[int, int] = {}
+        self._working_on: list[int | None] = [None] * n  # the datapoint each worker reported
         self._current = 0  # datapoints of the current pass in flight
         self._outstanding = 0  # all datapoints in flight
         self._results: dict[int, Any] = {}  # ordered: finished results by index
@@ -471,6 +474,9 @@ class _ParallelMap(MapResume, MapSupervision, PoolOwner, ProxyDataFlow):
             tag = result[0]
             if tag == _R_BUSY:
                 self._busy_ns[w] += result[1]
+                continue
+            if tag == _R_STARTED:
+                self._working_on[w] = result[1]
                 continue
             if tag == _R_SKIPPED:
                 _, idxs, tbs, accounted = result

@@ -33,6 +33,7 @@ _R_ORDERED = 4  # (tag, batch_id, idxs, batch | None)
 _R_SKIPPED = 5  # (tag, [idx...], [traceback...], accounted): on_error="skip" failures; accounted
 #                 when no other result of the message covers them (batching in the worker)
 _R_BUSY = 6  # (tag, ns): time spent on tasks since the last report (stats; one per message)
+_R_STARTED = 7  # (tag, idx): the worker begins map_func on datapoint idx (report_started only)
 
 
 # A worker hands over the results of a task chunk early once they hold this many bytes of arrays:
@@ -62,12 +63,16 @@ class _MapJob(Job):
         who: str = "",
         skip_errors: bool = False,
         timeout: float | None = None,
+        report_started: bool = False,
     ) -> None:
         self.map_func = map_func  # the function, or its pickle
         self.batch_size = batch_size
         self.who = who
         self.skip_errors = skip_errors
         self.timeout = timeout  # seconds per datapoint (worker processes only)
+        # Publish each datapoint's index before mapping it, so that the consumer knows which one
+        # a worker died on (restart_workers, timeout: the poison rule blames only that one).
+        self.report_started = report_started
 
     def run(self, io: Any) -> None:
         f = pickle.loads(self.map_func) if isinstance(self.map_func, bytes) else self.map_func
@@ -77,6 +82,12 @@ class _MapJob(Job):
         if self.skip_errors:
             f = _guarded(f, failed)
         put = io.put
+        report = self.report_started
+
+        def started(idx: int) -> None:
+            put((_R_STARTED, idx))
+            io.flush()
+
         get = io.get_task
         waiting = io.consumer_waiting
         bs = self.batch_size
@@ -110,6 +121,8 @@ class _MapJob(Job):
                     held = 0
                     fails: list[tuple[int, str]] = []
                     for dp in dps:
+                        if report:
+                            started(idxs[done + len(results)])
                         out = f(dp)
                         if out is _FAILED:
                             fails.append((idxs[done + len(results)], failed.pop()))
@@ -136,6 +149,8 @@ class _MapJob(Job):
                 dropped = []
                 fails = []
                 for idx, dp in zip(idxs, dps):
+                    if report:
+                        started(idx)
                     out = f(dp)
                     if out is _FAILED:
                         fails.append((idx, failed.pop()))
@@ -154,8 +169,12 @@ class _MapJob(Job):
                 flush()
             elif tag == _T_BATCH:
                 _, batch_id, first, dps = task
-                outs = [f(dp) for dp in dps]
                 idxs = range(first, first + len(dps))
+                outs = []
+                for idx, dp in zip(idxs, dps):
+                    if report:
+                        started(idx)
+                    outs.append(f(dp))
                 fails = [
                     (i, tb)
                     for (i, out), tb in zip(

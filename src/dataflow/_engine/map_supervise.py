@@ -71,6 +71,9 @@ class MapSupervision:
     _sent: list[dict[int, Any]]
     _load: list[int]
     _attempts: dict[int, int]
+    _working_on: list[int | None]
+    _track: bool
+    _kind: str
     _batch_tasks: dict[int, Any]
     _skipped: set[int]
     _delivered: set[int]
@@ -80,12 +83,21 @@ class MapSupervision:
     _capacity: Any
     _advance_frontier: Any
 
+    @property
+    def _report_started(self) -> bool:
+        """Whether workers say which datapoint they begin (to blame a death on it exactly)."""
+        return self._track and self._kind == "process"
+
     def _on_death(self, pool: Any, w: int, exitcode: int | None) -> None:
         err = pool.died_error(w, exitcode)
+        on = self._working_on[w]  # the datapoint it said it was mapping
+        if on is not None and on not in self._sent[w]:
+            on = None  # done with it: it died between two
+        self._working_on[w] = None
         if self._timeout is not None and exitcode == -TIMEOUT_SIGNAL and self._sent[w]:
             # The worker held these (results it had not sent yet included): it was stuck on
-            # one of them, most likely the last (it maps in order).
-            held = sorted(self._sent[w])
+            # the one it reported, else on one of them.
+            held = [on] if on is not None else sorted(self._sent[w])
             first, last = held[0] - self._pass_start, held[-1] - self._pass_start
             which = (
                 f"datapoint #{first}"
@@ -109,9 +121,16 @@ class MapSupervision:
                 worker=err.worker,
                 exitcode=exitcode,
             )
-        lost = sorted(self._sent[w].items())
+        lost = list(self._sent[w].items())  # in the order the worker was given them
+        # Blamed for the death: the datapoint the worker said it was mapping (process workers
+        # report each one as they begin it; one that died between two blames none), else
+        # (Ray actors) every datapoint it held.
+        if self._report_started:
+            blamed = [] if on is None else [on]
+        else:
+            blamed = [idx for idx, _ in lost]
         poisoned = []
-        for idx, _ in lost:
+        for idx in blamed:
             self._attempts[idx] = self._attempts.get(idx, 0) + 1
             if self._attempts[idx] >= MAX_ATTEMPTS:
                 if not self._skip_errors or (self._batch_size and self._ordered):
@@ -123,13 +142,14 @@ class MapSupervision:
                     )
                 poisoned.append(idx)
         if poisoned:  # on_error="skip": a datapoint that kills its workers is skipped, counted
-            # A worker maps in order, so the first of them is the likely culprit; the others
-            # rode along in its tasks: they are sent again (one more death puts them here again).
+            # Without a report, the first one given to the worker is the likely culprit (it maps
+            # in order); the others rode along: sent again (one more death brings them back).
             culprit = poisoned[0]
             for idx in poisoned[1:]:
                 self._attempts[idx] = MAX_ATTEMPTS - 1
             lost = [(idx, dp) for idx, dp in lost if idx != culprit]
             self._skip_poisoned([culprit], str(err))
+        lost.sort()
         self._sent[w] = {}
         self._load[w] = 0
         pool.restart(w)
