@@ -372,6 +372,31 @@ def gen_local(gen: Any, name: str) -> Any:
     return gen.gi_frame.f_locals.get(name)  # type: ignore[union-attr]
 
 
+def pass_positions(flow: DataFlow, n: int) -> range:
+    """The positions a pass of ``n`` records visits, from where a resumed pass starts
+    (``flow._df_start``, consumed here): all of them, or, for a source a ShardByRank reads
+    (``flow._df_stride = (rank, world_size)``), only this rank's ``rank, rank + world_size, ...``
+    below ``n // world_size * world_size``: the other ranks' records are never touched."""
+    start = flow.__dict__.pop("_df_start", 0)
+    stride = flow.__dict__.get("_df_stride")
+    if stride is None:
+        return range(start, n)
+    rank, world = stride
+    return range(start + (rank - start) % world, n // world * world, world)
+
+
+def strides(flow: DataFlow) -> bool:
+    """Whether ``flow`` visits only a ShardByRank's positions when told to: the class that
+    iterates it says so (``_df_strides = True`` in its own body; a subclass with its own
+    ``__iter__`` does not inherit the promise)."""
+    owner = _owner(type(flow), ("__iter__", "get_data"))
+    return (
+        owner is not None
+        and bool(owner.__dict__.get("_df_strides"))
+        and bool(getattr(flow, "_df_strides", False))
+    )
+
+
 class PositionalPass:
     """The state hooks of a source whose pass is ``for pos in range(start, n)`` over an order
     drawn at the pass's start (a shuffled index array, a list of files): the position is ``pos``,

@@ -156,13 +156,14 @@ class ImageFromFile(_state.PositionalPass, RNGDataFlow):
         return len(self.files)
 
     _df_save = _state.PositionalPass._df_save  # its pass: ``pos`` below
+    _df_strides = True  # ShardByRank: its pass visits _state.pass_positions
 
     def __iter__(self) -> Iterator[list[np.ndarray]]:
         cv2 = _import_cv2()
         order = np.arange(len(self.files))
         if self.shuffle:
             self.rng.shuffle(order)
-        for pos in range(self.__dict__.pop("_df_start", 0), len(order)):
+        for pos in _state.pass_positions(self, len(order)):
             path = self.files[order[pos]]
             try:
                 data = np.fromfile(path, dtype=np.uint8)

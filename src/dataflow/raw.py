@@ -153,8 +153,18 @@ class _IndexedSource(RNGDataFlow):
 
     _df_cursor: tuple[Iterator[int], int] | None = None
 
+    _df_positions: range | None = None  # a ShardByRank's pass: the positions it visits
+
     def _pass_order(self, n: int) -> tuple[Sequence[int] | range, int]:
         """This pass's order of indices and where in it to start."""
+        if self.__dict__.get("_df_stride") is not None:
+            # Only this rank's positions; the whole permutation is drawn, as on every rank.
+            pos = self._df_positions = _state.pass_positions(self, n)
+            if not self.shuffle:  # type: ignore[attr-defined]
+                return range(n)[pos.start : pos.stop : pos.step], 0
+            order = self.rng.permutation(n)  # type: ignore[attr-defined]
+            return order[pos.start : pos.stop : pos.step].tolist(), 0
+        self._df_positions = None
         start = self.__dict__.pop("_df_start", 0)
         if not self.shuffle:  # type: ignore[attr-defined]
             return range(n), start
@@ -162,11 +172,20 @@ class _IndexedSource(RNGDataFlow):
         # but turns only its tail into Python ints: the position counts from the end (_position).
         return self.rng.permutation(n)[start:].tolist(), 0  # type: ignore[attr-defined]
 
+    def _cursor_total(self, n: int) -> int:
+        """What ``_position`` counts the cursor's remaining items from."""
+        positions = self._df_positions
+        return n if positions is None else len(positions)
+
     def _position(self) -> tuple[int, int] | None:
         if self._df_cursor is None:
             return None
-        cursor, n = self._df_cursor
-        return n - _state.remaining(cursor), n
+        cursor, total = self._df_cursor
+        done = total - _state.remaining(cursor)
+        positions = self._df_positions
+        if positions is None:
+            return done, total
+        return positions.start + done * positions.step, len(self)
 
     def _df_in_pass(self) -> bool:
         # At its end a pass is still "in pass": a flow above it may be between two of its reads.
@@ -220,16 +239,17 @@ class DataFromList(_IndexedSource):
         lst = self.lst
         n = len(lst)
         order, start = self._pass_order(n)
-        if not self.shuffle and type(lst) in (list, tuple):
+        if not self.shuffle and type(lst) in (list, tuple) and self._df_positions is None:
             cursor = _index_cursor(lst, start)  # the list's own iterator: the fastest pass
             self._df_cursor = (cursor, n)
             return cursor
         cursor = _index_cursor(order, start)
-        self._df_cursor = (cursor, n)
+        self._df_cursor = (cursor, self._cursor_total(n))
         # ``map`` over a C-level __getitem__ with Python ints: no Python frame per datapoint.
         return map(lst.__getitem__, cursor)
 
     _df_save = _IndexedSource._df_save
+    _df_strides = True  # ShardByRank: _pass_order visits only its positions
 
 
 class DataFromDict(_IndexedSource):
@@ -282,11 +302,12 @@ class DataFromDict(_IndexedSource):
         columns = [self.data_dict[k] for k in keys]
         order, start = self._pass_order(n)
         cursors = [_index_cursor(order, start) for _ in columns]
-        self._df_cursor = (cursors[0], n)  # zip advances the first column first
+        self._df_cursor = (cursors[0], self._cursor_total(n))  # zip advances the first first
         rows: Iterable[tuple] = zip(*(map(col.__getitem__, c) for col, c in zip(columns, cursors)))
         return (dict(zip(keys, row)) for row in rows)
 
     _df_save = _IndexedSource._df_save
+    _df_strides = True  # ShardByRank: _pass_order visits only its positions
 
 
 class DataFromGenerator(DataFlow):

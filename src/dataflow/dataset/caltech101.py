@@ -93,11 +93,12 @@ class Caltech101Silhouettes(_state.PositionalPass, RNGDataFlow):
         return self.images.shape[0]
 
     _df_save = _state.PositionalPass._df_save  # its pass: ``pos`` below
+    _df_strides = True  # ShardByRank: its pass visits _state.pass_positions
 
     def __iter__(self) -> Iterator[list[Any]]:
         idxs = np.arange(self.images.shape[0])
         if self.shuffle:
             self.rng.shuffle(idxs)
-        for pos in range(self.__dict__.pop("_df_start", 0), len(idxs)):  # ``pos``: saved
+        for pos in _state.pass_positions(self, len(idxs)):  # ``pos``: saved
             k = idxs[pos]
             yield [self.images[k].copy(), int(self.labels[k])]

@@ -246,13 +246,14 @@ class CifarBase(_state.PositionalPass, RNGDataFlow):
         return len(self.labels)
 
     _df_save = _state.PositionalPass._df_save  # its pass: ``pos`` below
+    _df_strides = True  # ShardByRank: its pass visits _state.pass_positions
 
     def __iter__(self) -> Iterator[list[Any]]:
         idxs = np.arange(len(self.labels))
         if self.shuffle:
             self.rng.shuffle(idxs)
         extra = self._extra_labels
-        for pos in range(self.__dict__.pop("_df_start", 0), len(idxs)):  # ``pos``: saved
+        for pos in _state.pass_positions(self, len(idxs)):  # ``pos``: saved
             k = idxs[pos]
             yield [self.images[k].copy(), self.labels[k], *(values[k] for values in extra)]
 

@@ -284,11 +284,12 @@ class ILSVRC12Files(_state.PositionalPass, RNGDataFlow):
         idxs = np.arange(len(self.imglist))
         if self.shuffle:
             self.rng.shuffle(idxs)
-        for pos in range(self.__dict__.pop("_df_start", 0), len(idxs)):
+        for pos in _state.pass_positions(self, len(idxs)):
             fname, label = self.imglist[idxs[pos]]
             yield pos, os.path.join(self.full_dir, fname), label
 
     _df_save = _state.PositionalPass._df_save  # its pass: ``pos`` below
+    _df_strides = True  # ShardByRank: its pass visits _state.pass_positions
 
     def __iter__(self) -> Iterator[list[Any]]:
         for pos, fname, label in self._files():  # noqa: B007  # ``pos``: the saved position
@@ -343,6 +344,7 @@ class ILSVRC12(ILSVRC12Files):
         super().__init__(dir, name, meta_dir, shuffle, dir_structure)
 
     _df_save = _state.PositionalPass._df_save
+    _df_strides = True  # ShardByRank: its pass visits _state.pass_positions
 
     def __iter__(self) -> Iterator[list[Any]]:
         who = type(self).__name__
@@ -451,13 +453,14 @@ class TinyImageNet(_state.PositionalPass, RNGDataFlow):
         return len(self.imglist)
 
     _df_save = _state.PositionalPass._df_save  # its pass: ``pos`` below
+    _df_strides = True  # ShardByRank: its pass visits _state.pass_positions
 
     def __iter__(self) -> Iterator[list[Any]]:
         who = type(self).__name__
         idxs = np.arange(len(self.imglist))
         if self.shuffle:
             self.rng.shuffle(idxs)
-        for pos in range(self.__dict__.pop("_df_start", 0), len(idxs)):  # ``pos``: saved
+        for pos in _state.pass_positions(self, len(idxs)):  # ``pos``: saved
             k = idxs[pos]
             fname, label = self.imglist[k]
             yield [imread(fname, who), label]

@@ -74,13 +74,14 @@ class Places365Standard(_state.PositionalPass, RNGDataFlow):
         return len(self._files)
 
     _df_save = _state.PositionalPass._df_save  # its pass: ``pos`` below
+    _df_strides = True  # ShardByRank: its pass visits _state.pass_positions
 
     def __iter__(self) -> Iterator[list[Any]]:
         who = type(self).__name__
         idxs = np.arange(len(self._files))
         if self.shuffle:
             self.rng.shuffle(idxs)
-        for pos in range(self.__dict__.pop("_df_start", 0), len(idxs)):  # ``pos``: saved
+        for pos in _state.pass_positions(self, len(idxs)):  # ``pos``: saved
             k = idxs[pos]
             fname, label = self._files[k]
             yield [imread(fname, who), label]

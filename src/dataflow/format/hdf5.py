@@ -176,15 +176,18 @@ class HDF5Data(RNGDataFlow):
         dsets, convs, block = self._readers()
         n = self._size
         order = self.rng.permutation(n) if self.shuffle else None
-        resume = self.__dict__.pop("_df_start", 0)
-        # A resumed pass's first block begins at the saved position: no row before it is read.
-        for start in range(resume, n, block):
-            stop = min(start + block, n)
+        # A resumed pass's first block begins at the saved position: no row before it is read;
+        # under a ShardByRank, the positions are this rank's only (rows of others are not read).
+        positions = self._df_positions = _state.pass_positions(self, n)
+        step = positions.step
+        for first in range(0, len(positions), block):
+            last = min(first + block, len(positions))
+            start, stop = positions[first], positions[last - 1] + 1
             if order is None:
-                sel: Any = slice(start, stop)
+                sel: Any = slice(start, stop, step)
                 pos = None
             else:
-                idx = order[start:stop]
+                idx = order[start:stop:step]
                 sorted_idx = np.sort(idx)
                 sel = sorted_idx
                 pos = np.searchsorted(sorted_idx, idx).tolist()
@@ -193,7 +196,7 @@ class HDF5Data(RNGDataFlow):
                 rows: Any
                 try:
                     if dset.size == 0:  # rows without elements: HDF5 cannot select them
-                        rows = np.empty((stop - start, *dset.shape[1:]), dset.dtype)
+                        rows = np.empty((last - first, *dset.shape[1:]), dset.dtype)
                     else:
                         rows = dset[sel]
                 except Exception as e:
@@ -210,18 +213,22 @@ class HDF5Data(RNGDataFlow):
                 out = list(map(list, zip(*columns)))
             else:
                 out = [[col[i] for col in columns] for i in pos]
-            self._df_block_end = stop
+            self._df_block_end = last
             # ``yield from`` a list: the position is read off its iterator (no per-row cost).
             yield from out
 
-    _df_block_end = 0
+    _df_block_end = 0  # how many of the pass's positions the blocks read so far cover
+    _df_positions = range(0)
 
     def _df_save(self) -> dict:
         live_ref = self.__dict__.get("_df_live")
         it = live_ref() if live_ref is not None else None
         left = getattr(it, "gi_yieldfrom", None)
-        pos = self._df_block_end - (_state.remaining(left) if left is not None else 0)
-        return {"pos": pos, "len": len(self)}
+        done = self._df_block_end - (_state.remaining(left) if left is not None else 0)
+        positions = self._df_positions
+        return {"pos": positions.start + done * positions.step, "len": len(self)}
+
+    _df_strides = True  # ShardByRank: its pass visits _state.pass_positions
 
     def _df_load(self, state: dict) -> None:
         self._df_start = int(state["pos"])

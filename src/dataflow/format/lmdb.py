@@ -371,6 +371,34 @@ class _LMDBReader(RNGDataFlow):
             seen += 1
         return False
 
+    # ShardByRank: a pass that visits only this rank's positions reads each of its records by
+    # key (a shuffled pass's keys, or the numbered keys of LMDBSerializer's files in order).
+    @property
+    def _df_strides(self) -> bool:
+        return self._shuffle or (self._file.layout == "dataflow" and self._size <= 10**8)
+
+    def _records_at(self, txn: Any, positions: range) -> Iterator[tuple[bytes, Any]]:
+        """``(key, value)`` of the records at ``positions`` of this pass's order, checked as the
+        whole pass would check them."""
+        idx: Any = positions
+        keys = self.keys if self._shuffle else None
+        if self._shuffle:
+            n = len(self)
+            idx = self.rng.permutation(n)[positions.start : positions.stop : positions.step]
+            idx = idx.tolist()
+        crcs, small = self._crcs() if self._verify else (None, 0)
+        get = txn.get
+        for i in idx:
+            k = keys[i] if keys is not None else lmdb_key(i)
+            v = get(k)
+            if v is None:
+                raise self._key_error(k)
+            if crcs is not None and len(v) > small:
+                j = self._record_index(k)
+                if j is not None and crc32(v) != crcs[j]:
+                    raise self._damaged(k)
+            yield k, v
+
     def _key_error(self, key: bytes) -> FormatError:
         return FormatError(f"{self._lmdb_path}: key {key!r} not found in the database")
 
@@ -443,6 +471,14 @@ class LMDBData(_LMDBReader):
         super().__init__(lmdb_path, shuffle, keys, "LMDBData", verify)
 
     def __iter__(self) -> Iterator[list[bytes]]:
+        if self.__dict__.get("_df_stride") is not None:
+            positions = _state.pass_positions(self, len(self))
+            pos = positions.start  # ``pos``: the saved position (the next one to visit)
+            with self._env.begin() as txn:
+                for k, v in self._records_at(txn, positions):
+                    pos += positions.step
+                    yield [k, v]
+            return
         pos = start = self.__dict__.pop("_df_start", 0)
         if self._verify:  # (a file LMDBSerializer wrote: resumed by index, no cursor kept)
             for kv in self._iter_verified(start):
@@ -502,6 +538,7 @@ class LMDBData(_LMDBReader):
                     yield [k, v]
 
     _df_save = _LMDBReader._df_save
+    _df_strides = _LMDBReader._df_strides
 
 
 class LMDBDatapoints(_LMDBReader):
@@ -558,6 +595,18 @@ class LMDBDatapoints(_LMDBReader):
 
     def __iter__(self) -> Iterator[Any]:
         decode = self._decoder()
+        if self.__dict__.get("_df_stride") is not None:
+            positions = _state.pass_positions(self, len(self))
+            pos = positions.start  # ``pos``: the saved position (the next one to visit)
+            with self._env.begin(buffers=self._buffers) as txn:
+                for k, v in self._records_at(txn, positions):
+                    try:
+                        dp = decode(v)
+                    except Exception as e:
+                        raise self._record_error(k, e) from e
+                    pos += positions.step
+                    yield dp
+            return
         pos = start = self.__dict__.pop("_df_start", 0)
         if self._verify:
             for dp in self._iter_verified(decode, start):
@@ -591,6 +640,7 @@ class LMDBDatapoints(_LMDBReader):
                     yield dp
 
     _df_save = _LMDBReader._df_save
+    _df_strides = _LMDBReader._df_strides
 
     def _iter_verified(self, decode: Callable[[Any], Any], start: int = 0) -> Iterator[Any]:
         crcs, small = self._crcs()

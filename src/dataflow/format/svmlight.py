@@ -54,7 +54,7 @@ class SVMLightData(_state.PositionalPass, RNGDataFlow):
         idxs = self.rng.permutation(n) if self.shuffle else np.arange(n)
         indptr, indices, values, y = self._indptr, self._indices, self._values, self.y
         order = idxs.tolist()
-        for pos in range(self.__dict__.pop("_df_start", 0), n):  # ``pos``: the saved position
+        for pos in _state.pass_positions(self, n):  # ``pos``: the saved position
             i = order[pos]
             row = np.zeros(self._nfeatures, dtype=np.float64)
             a, b = indptr[i], indptr[i + 1]
@@ -62,3 +62,4 @@ class SVMLightData(_state.PositionalPass, RNGDataFlow):
             yield [row, y[i]]
 
     _df_save = _state.PositionalPass._df_save  # its pass: ``pos`` above
+    _df_strides = True  # ShardByRank: its pass visits _state.pass_positions

@@ -6,6 +6,7 @@ import os
 import sys
 from collections.abc import Iterator
 
+from .. import _state
 from ..base import DataFlow, ProxyDataFlow, RNGDataFlow
 from ..errors import DataFlowArgumentError
 
@@ -68,8 +69,14 @@ class ShardByRank(ProxyDataFlow):
     pass raises, as the shards would overlap. With a runner's ``shard=True`` above, each worker's
     copy shards its own share again (rank first, then worker).
 
-    Resume: the state is per rank (each rank saves and loads its own ``state_dict()``); a resumed
-    pass re-reads the upstream from the pass's start and skips what was delivered.
+    Reads: with ``equal="drop"`` directly over a random-access source (DataFromList,
+    DataFromDict, ImageFromFile, HDF5Data, LMDBData, the numpy, diskcache and SVMlight readers,
+    the dataset readers: :meth:`seeks`), a pass reads only this rank's records; over any other
+    flow, or with ``"pad"``, it reads every record of the pass and keeps its share.
+
+    Resume: the state is per rank (each rank saves and loads its own ``state_dict()``); the
+    position is the upstream's (it seeks, or replays itself), plus, with ``"pad"``, the pass's
+    first ``world_size`` datapoints (encoded with the codec), kept to fill the last group.
 
     Args:
         ds: the flow to shard (every rank builds the same one).
@@ -130,12 +137,40 @@ class ShardByRank(ProxyDataFlow):
                     "dataflow.set_seed(s) with the same s on every rank (or shuffle=False)"
                 )
 
+    # Resume: at each of its yields the flow has read exactly ``world_size`` datapoints a group
+    # from its upstream, so the upstream's own state is the position (it seeks, or replays
+    # itself); ``pad`` adds the pass's first datapoints, kept to fill the last group.
+    def _df_save(self) -> dict | None:
+        start = self.__dict__.get("_df_pad_start")
+        if start is None:
+            return None
+        who = type(self).__name__
+        return {"pad_start": [_state.pack(dp, who) for dp in start]}
+
+    def _df_load(self, state: dict) -> None:
+        start = state.get("pad_start")
+        self._df_resumed_start = None if start is None else [_state.unpack(dp) for dp in start]
+
+    def seeks(self) -> bool:
+        """Whether a pass reads only this rank's records (``equal="drop"`` over a random-access
+        source: DataFromList, DataFromDict, ImageFromFile, HDF5Data, LMDBData, the numpy, diskcache
+        and SVMlight readers, the dataset readers); otherwise it reads every record and keeps
+        its share."""
+        return self.world_size > 1 and self.equal == "drop" and _state.strides(self.ds)
+
     def __iter__(self) -> Iterator:
         rank, world, pad = self.rank, self.world_size, self.equal == "pad"
+        resumed_start = self.__dict__.pop("_df_resumed_start", None)
         if world == 1:
             yield from self.ds
             return
-        start: list = []  # pad: the pass's first datapoints, to fill the last group
+        if self.seeks():
+            self.ds.__dict__["_df_stride"] = (rank, world)  # the source visits only these
+            yield from self.ds
+            return
+        # pad: the pass's first datapoints, to fill the last group
+        start: list = [] if resumed_start is None else resumed_start
+        self._df_pad_start = start if pad else None
         group: list = []
         for dp in self.ds:
             group.append(dp)

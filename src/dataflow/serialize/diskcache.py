@@ -95,7 +95,7 @@ class _DiskCacheData(_state.PositionalPass, RNGDataFlow):
         )
         cache = _open(self.path, self._allow_pickle, "DiskCacheSerializer.load")
         try:
-            for pos in range(self.__dict__.pop("_df_start", 0), n):
+            for pos in _state.pass_positions(self, n):
                 i = order[pos]
                 try:
                     value = cache.get(i, default=None, retry=True)
@@ -124,6 +124,7 @@ class _DiskCacheData(_state.PositionalPass, RNGDataFlow):
             cache.close()
 
     _df_save = _state.PositionalPass._df_save  # its pass: ``pos`` above
+    _df_strides = True  # ShardByRank: its pass visits _state.pass_positions
 
 
 class DiskCacheSerializer:

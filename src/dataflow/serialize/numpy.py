@@ -44,7 +44,7 @@ class _NpzData(_state.PositionalPass, RNGDataFlow):
         decode = codec.decoder(copy=True)  # the arrays must not alias the stored data
         buf = memoryview(self._data)  # type: ignore[arg-type]
         offsets = self._offsets
-        for pos in range(self.__dict__.pop("_df_start", 0), n):
+        for pos in _state.pass_positions(self, n):
             i = order[pos]
             try:
                 dp = decode(buf[offsets[i] : offsets[i + 1]])
@@ -53,6 +53,7 @@ class _NpzData(_state.PositionalPass, RNGDataFlow):
             yield dp
 
     _df_save = _state.PositionalPass._df_save  # its pass: ``pos`` above
+    _df_strides = True  # ShardByRank: its pass visits _state.pass_positions
 
 
 class NumpySerializer:
