@@ -4,13 +4,13 @@
     python benchmarks/faults.py --no-write # print only
 
 Each row: fault | what the user sees | time to error or recovery | lost | duplicated | leaked.
-Rows: an exception in map_func (process and thread maps), SIGKILL of a map worker with and without
-restart_workers, SIGKILL of the parent, Ctrl-C in the training loop, 200 open/iterate/close
-cycles, a poison datapoint, a hung map worker (timeout=), a SIGKILLed worker of a sharded runner,
-1000 corrupted LMDB files (default reader, verify=False), 10^5 fuzzed codec messages, pickles sent
-to a receiver, a save SIGKILLed at random points, exactly-once over 10^6 datapoints x 3 passes x 4
-workers. The rows of docs/reliability.md above the measured table are asserted by the tests named
-there.
+Rows: an exception in map_func (process and thread maps, and a Ray actor when ray is installed),
+SIGKILL of a map worker with and without restart_workers (and of a Ray actor), SIGKILL of the
+parent, Ctrl-C in the training loop, 200 open/iterate/close cycles, a poison datapoint, a hung map
+worker (timeout=), a SIGKILLed worker of a sharded runner, 1000 corrupted LMDB files (default
+reader, verify=False), 10^5 fuzzed codec messages, pickles sent to a receiver, a save SIGKILLed at
+random points, exactly-once over 10^6 datapoints x 3 passes x 4 workers. The rows of
+docs/reliability.md above the measured table are asserted by the tests named there.
 """
 
 from __future__ import annotations
@@ -542,6 +542,77 @@ def exactly_once() -> list[str]:
     ]
 
 
+def slow_identity(dp: list) -> list:
+    time.sleep(0.0005)
+    return dp
+
+
+def closed_actors_left(ds: object) -> int:
+    """Close a Ray flow; how many of its actors' processes are still alive 10 s later."""
+    pids = [p for p in ds.worker_pids() if p is not None]  # type: ignore[attr-defined]
+    ds.close()  # type: ignore[attr-defined]
+    deadline = time.perf_counter() + 10
+    while any(pid_alive(p) for p in pids) and time.perf_counter() < deadline:
+        time.sleep(0.01)
+    return sum(pid_alive(p) for p in pids)
+
+
+def ray_rows() -> list[list[str]]:
+    """The Ray map's rows: an exception in map_func, and a SIGKILLed actor (a local Ray)."""
+    try:
+        import ray
+    except ImportError:
+        return []
+    from dataflow import RayMapData
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        ds = RayMapData(DataFromList([[i] for i in range(2000)], shuffle=False), raise_on_500, 2)
+        try:
+            for _ in ds:
+                pass
+            raise AssertionError("no error")
+        except WorkerError as e:
+            took = time.time() - float(str(e.__cause__).rsplit(" ", 1)[1])
+            tb = "raise_on_500" in e.traceback_text
+        left = closed_actors_left(ds)
+        raised = [
+            "`map_func` raises in a Ray actor (`RayMapData`)",
+            "`WorkerError` with the remote traceback text"
+            f"{'' if tb else ' (MISSING)'} and the exception as `__cause__`; the pass ends",
+            f"{took * 1e3:.0f} ms from the raise to the driver",
+            "the rest of the pass (not started)",
+            "0",
+            "nothing" if not left else f"{left} actor processes alive 10 s after close()",
+        ]
+        n = 3000
+        ds = RayMapData(
+            DataFromList([[i] for i in range(n)], shuffle=False), slow_identity, 2, batch_size=32
+        )
+        got: Counter = Counter()
+        t_kill = 0.0
+        for k, dp in enumerate(ds):
+            if k == n // 3:
+                os.kill(ds.worker_pids()[0], signal.SIGKILL)
+                t_kill = time.perf_counter()
+            got[dp[0]] += 1
+        took = time.perf_counter() - t_kill
+        left = closed_actors_left(ds)
+        killed = [
+            "SIGKILL of a Ray actor's process (`RayMapData(strict=True)`, `max_restarts=3`)",
+            "a warning; the actor is replaced and what it held is sent again (duplicates dropped "
+            "by sequence number)",
+            f"the pass of {n} ends {took:.2f} s after the kill",
+            str(n - len(got)),
+            str(sum(c - 1 for c in got.values())),
+            "nothing" if not left else f"{left} actor processes alive 10 s after close()",
+        ]
+        return [raised, killed]
+    finally:
+        ray.shutdown()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-write", action="store_true", help="print the table only")
@@ -554,6 +625,7 @@ def main() -> None:
         map_exception("thread"),
         kill_map_worker(False),
         kill_map_worker(True),
+        *ray_rows(),
         kill_parent(),
         ctrl_c(),
         cycles(),
