@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import socket
 from typing import Any
 
 import numpy as np
@@ -52,8 +54,51 @@ def _progress(total: int | None, who: str) -> tqdm.tqdm:
 
 
 def _temp_path(final: str) -> str:
+    """A hidden temporary name beside ``final``, naming this host and process. The temporary
+    files of earlier writers to ``final`` on this host whose process is gone (a SIGKILLed save)
+    are removed first; a writer on another host sharing the folder is never touched."""
     head, tail = os.path.split(os.path.abspath(final))
-    return os.path.join(head, f".{tail}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    prefix = f".{tail}.tmp-{_host()}"
+    _sweep(head, prefix)
+    return os.path.join(head, f"{prefix}-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def _host() -> str:
+    return "".join(c if c.isalnum() else "_" for c in socket.gethostname()) or "host"
+
+
+def _sweep(folder: str, prefix: str) -> None:
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(prefix + "-"):
+            continue
+        parts = name[len(prefix) + 1 :].split("-")
+        if len(parts) != 2 or not parts[0].isdigit():
+            continue
+        pid = int(parts[0])
+        if pid == os.getpid() or _alive(pid):
+            continue
+        path = os.path.join(folder, name)
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+        except OSError:  # gone already, or not ours to remove: left as it is
+            continue
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _remove(path: str) -> None:
