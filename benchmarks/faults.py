@@ -106,32 +106,37 @@ def hang_on_57(dp: list) -> list:
     return dp
 
 
-def hung_worker() -> list[str]:
+def skipping_pass(func: object, **kw: object) -> tuple[float, Counter, int, str]:
+    """One pass of 300 through a restarting, skipping process map: (seconds, what came out,
+    skipped, leftovers)."""
     before = children()
     ds = MultiProcessMapData(
         DataFromList([[i] for i in range(300)], shuffle=False),
         2,
-        hang_on_57,
+        func,
         strict=True,
         restart_workers=True,
         on_error="skip",
-        timeout=0.5,
+        **kw,
     )
     t0 = time.perf_counter()
     got = Counter(dp[0] for dp in ds)
     took = time.perf_counter() - t0
     skipped = ds.errors_skipped
     ds.close()
-    lost = 300 - 1 - len(got)
-    dup = sum(c - 1 for c in got.values())
+    return took, got, skipped, leftovers(before)
+
+
+def hung_worker() -> list[str]:
+    took, got, skipped, left = skipping_pass(hang_on_57, timeout=0.5)
     return [
         'a map worker hangs on one datapoint (`timeout=0.5`, `restart_workers=True`, `on_error="skip"`)',
         f"the worker is stopped and replaced; the datapoint is skipped after 3 hangs and counted "
         f"(`errors_skipped == {skipped}`); the pass goes on",
         f"{took:.2f} s for the pass of 300 (3 timeouts of 0.5 s)",
-        f"{lost} (besides the skipped one)",
-        str(dup),
-        "nothing" if children() <= before else f"{len(children() - before)} processes",
+        f"{299 - len(got)} (besides the skipped one)",
+        str(sum(c - 1 for c in got.values())),
+        left,
     ]
 
 
@@ -366,20 +371,7 @@ def die_on_57(dp: list) -> list:
 
 
 def poison() -> list[str]:
-    before = children()
-    ds = MultiProcessMapData(
-        DataFromList([[i] for i in range(300)], shuffle=False),
-        2,
-        die_on_57,
-        strict=True,
-        restart_workers=True,
-        on_error="skip",
-    )
-    t0 = time.perf_counter()
-    got = Counter(dp[0] for dp in ds)
-    took = time.perf_counter() - t0
-    skipped = ds.errors_skipped
-    ds.close()
+    took, got, skipped, left = skipping_pass(die_on_57)
     return [
         'a datapoint kills its worker (`os._exit(1)` on #57; `restart_workers=True, on_error="skip"`)',
         f"the worker is replaced each time; after 3 deaths on it the datapoint is skipped and "
@@ -387,7 +379,7 @@ def poison() -> list[str]:
         f"{took:.2f} s for the pass of 300",
         f"{299 - len(got)} (besides the skipped one)",
         str(sum(c - 1 for c in got.values())),
-        leftovers(before),
+        left,
     ]
 
 
