@@ -10,6 +10,7 @@ from dataflow import (
     BatchData,
     DataFromDict,
     DataFromList,
+    DiskCacheSerializer,
     HDF5Serializer,
     LMDBSerializer,
     MapData,
@@ -17,7 +18,7 @@ from dataflow import (
     ShardByRank,
     set_seed,
 )
-from dataflow.format import HDF5Data, LMDBData
+from dataflow.format import HDF5Data, LMDBData, SVMLightData
 from dataflow.format.lmdb import lmdb_key
 from dataflow.image import ImageFromFile
 from resume_check import canon, check_resume
@@ -47,6 +48,11 @@ def files(tmp_path_factory):
         ["i", "x"],
     )
     NumpySerializer.save(DataFromList(records(), shuffle=False), str(folder / "r.npz"))
+    DiskCacheSerializer.save(DataFromList(records(), shuffle=False), str(folder / "r.cache"))
+    from sklearn.datasets import dump_svmlight_file
+
+    rows = np.arange(N * 3, dtype=np.float64).reshape(N, 3)
+    dump_svmlight_file(rows, np.arange(N, dtype=np.float64), str(folder / "r.svm"))
     jpegs = []
     for i in range(N):
         path = folder / f"{i}.jpg"
@@ -65,6 +71,8 @@ SOURCES = [
     "hdf5",
     "hdf5-shuffled",
     "npz-shuffled",
+    "diskcache-shuffled",
+    "svmlight-shuffled",
     "jpeg-shuffled",
 ]
 
@@ -84,6 +92,10 @@ def make(name, files):
         return HDF5Data(str(folder / "r.h5"), ["i", "x"], shuffle=shuffled)
     if name.startswith("npz"):
         return NumpySerializer.load(str(folder / "r.npz"), shuffle=True)
+    if name.startswith("diskcache"):
+        return DiskCacheSerializer.load(str(folder / "r.cache"), shuffle=True)
+    if name.startswith("svmlight"):
+        return SVMLightData(str(folder / "r.svm"), shuffle=True)
     return ImageFromFile(jpegs, channel=3, shuffle=True)
 
 

@@ -15,7 +15,7 @@ from dataflow.dataset import (
     SVHNDigit,
 )
 from dataflow.image import ImageFromFile
-from resume_check import check_resume
+from resume_check import canon, check_resume
 from test_dataset import (
     make_caltech101,
     make_cifar10,
@@ -62,3 +62,22 @@ READERS = {
 def test_dataset_readers_resume_exactly_at_every_k(root, name):
     assert _state.kind(type(READERS[name](root))) == "native"  # seeks, not replays
     check_resume(lambda: READERS[name](root), passes=3)
+
+
+@pytest.mark.parametrize("name", sorted(READERS))
+def test_dataset_readers_shard_by_seeking_and_resume_exactly(root, name):
+    from dataflow import ShardByRank, set_seed
+
+    def shard(rank, seeking=True):
+        flow = ShardByRank(READERS[name](root), rank=rank, world_size=2)
+        if not seeking:
+            flow.seeks = lambda: False  # the same pipeline, reading every record
+        return flow
+
+    for rank in range(2):
+        assert shard(rank).seeks(), name
+        set_seed(4)
+        got = [canon(dp) for dp in shard(rank)]
+        set_seed(4)
+        assert got == [canon(dp) for dp in shard(rank, seeking=False)], (name, rank)
+    check_resume(lambda: shard(1), passes=2)
