@@ -140,6 +140,22 @@ def hung_worker() -> list[str]:
     ]
 
 
+def pass_with_kill(ds: object, n: int) -> tuple[Counter, float, bool]:
+    """One pass of ``ds`` (``[i]`` datapoints) that SIGKILLs its first worker a third of the way
+    in: (what came out, seconds from the kill to the pass's end or error, whether WorkerDied)."""
+    got: Counter = Counter()
+    t_kill = time.perf_counter()
+    try:
+        for k, dp in enumerate(ds):  # type: ignore[call-overload]
+            if k == n // 3:
+                os.kill(ds.worker_pids()[0], signal.SIGKILL)  # type: ignore[attr-defined]
+                t_kill = time.perf_counter()
+            got[dp[0]] += 1
+    except WorkerDied:
+        return got, time.perf_counter() - t_kill, True
+    return got, time.perf_counter() - t_kill, False
+
+
 def runner_kill() -> list[str]:
     n = 20000
     before = children()
@@ -150,21 +166,14 @@ def runner_kill() -> list[str]:
         shard=True,
         restart_workers=True,
     )
-    got: Counter = Counter()
-    t_kill = t_next = None
-    for k, dp in enumerate(ds):
-        if k == n // 3:
-            os.kill(ds.worker_pids()[0], signal.SIGKILL)
-            t_kill = time.perf_counter()
-        got[dp[0]] += 1
-    t_next = time.perf_counter()
+    got, took, _ = pass_with_kill(ds, n)
     ds.close()
     lost = n - len(got)
     dup = sum(c - 1 for c in got.values())
     return [
         "SIGKILL of a worker of `MultiProcessRunner(shard=True, restart_workers=True)` mid-pass",
         "a warning in the log; the worker is replaced and its shard resumes past what was delivered",
-        f"the pass of {n} ends {t_next - t_kill:.2f} s after the kill",
+        f"the pass of {n} ends {took:.2f} s after the kill",
         str(lost),
         str(dup),
         "nothing" if children() <= before else f"{len(children() - before)} processes",
@@ -219,21 +228,12 @@ def kill_map_worker(restart: bool) -> list[str]:
         restart_workers=restart,
         start_method="fork",
     )
-    got: Counter = Counter()
-    t_kill = None
-    outcome = ""
-    try:
-        for k, dp in enumerate(ds):
-            if k == n // 3:
-                os.kill(ds.worker_pids()[0], signal.SIGKILL)
-                t_kill = time.perf_counter()
-            got[dp[0]] += 1
-        took = time.perf_counter() - t_kill
-        outcome = f"the pass of {n} ends {took:.2f} s after the kill"
-    except WorkerDied:
-        took = time.perf_counter() - t_kill
-        outcome = f"{took * 1e3:.0f} ms from the kill to `WorkerDied`"
+    got, took, died = pass_with_kill(ds, n)
     ds.close()
+    if died:
+        outcome = f"{took * 1e3:.0f} ms from the kill to `WorkerDied`"
+    else:
+        outcome = f"the pass of {n} ends {took:.2f} s after the kill"
     if restart:
         return [
             "SIGKILL of a worker of `MultiProcessMapData(strict=True, restart_workers=True)`",
@@ -588,14 +588,7 @@ def ray_rows() -> list[list[str]]:
         ds = RayMapData(
             DataFromList([[i] for i in range(n)], shuffle=False), slow_identity, 2, batch_size=32
         )
-        got: Counter = Counter()
-        t_kill = 0.0
-        for k, dp in enumerate(ds):
-            if k == n // 3:
-                os.kill(ds.worker_pids()[0], signal.SIGKILL)
-                t_kill = time.perf_counter()
-            got[dp[0]] += 1
-        took = time.perf_counter() - t_kill
+        got, took, _ = pass_with_kill(ds, n)
         left = closed_actors_left(ds)
         killed = [
             "SIGKILL of a Ray actor's process (`RayMapData(strict=True)`, `max_restarts=3`)",
