@@ -282,6 +282,12 @@ def _stage(path: str, flow: Any, rec: _Record | None, now: int, wall: float) -> 
         info = extra()
         if info:
             stage.workers = int(info["workers"])
+            per = info.get("per_output", 1)
+            if per != 1:  # a map batching for the BatchData on top: it yields whole batches
+                n = stage.datapoints * per - info.get("short", 0)
+                if stage.datapoints:
+                    stage.dps *= n / stage.datapoints
+                stage.datapoints = n
             stage.busy_s = [ns / 1e9 for ns in info.get("busy_ns", [])]
             if stage.busy_s and stage.span_s > 0:
                 stage.workers_busy = min(sum(stage.busy_s) / (stage.workers * stage.span_s), 1.0)

@@ -64,6 +64,7 @@ from ._engine.map_job import (
     _R_ORDERED,
     _R_SKIPPED,
     _R_STARTED,
+    _R_UNSTACKED,
     _T_AT,
     _T_BATCH,
     _T_FLUSH,
@@ -104,6 +105,8 @@ class _ParallelMap(MapResume, MapSupervision, PoolOwner, ProxyDataFlow):
     _df_save = MapResume._df_save  # the iterating class names its state hook (dataflow._state)
     _batch_size = 0  # MapAndBatch: datapoints per batch
     _remainder = False
+    _use_list = False
+    _fused = False  # batching for the BatchData on top (_take_batching)
 
     def _init_map(
         self,
@@ -158,12 +161,48 @@ class _ParallelMap(MapResume, MapSupervision, PoolOwner, ProxyDataFlow):
             return {"workers": self._num_workers}
         return {
             "workers": self._num_workers,
+            # Batching for the BatchData on top, the map yields batches: count their datapoints.
+            "per_output": self._batch_size if self._fused else 1,
+            "short": self.__dict__.get("_short", 0),  # what the remainder batches lacked
             "busy_ns": list(self._busy_ns),
             "in_flight": self._outstanding,
             "capacity": self._capacity(),
             "restarts": self._restarts,
             "skipped": self.errors_skipped,
         }
+
+    # -- batching for BatchData ------------------------------------------------------------------
+    def _take_batching(self, batch_size: int, remainder: bool, use_list: bool) -> bool:
+        """Batch in the workers for the ``BatchData`` directly on top; False where it cannot.
+
+        Called by ``BatchData.reset_state`` before this map is reset. The workers then stack the
+        batches (as MultiProcessMapAndBatchData's do) and this map yields them to the BatchData.
+        Taken only where the output is one that ``BatchData`` over this map could give by its
+        documented rules: unordered output (a batch holds datapoints in the order they were
+        finished, which is any order), and with ``strict=False`` only without ``remainder``
+        (a non-strict pass then yields ``len(ds) // batch_size`` batches of the stream, the
+        rest going on into the next pass instead of being dropped). Not for thread maps (the
+        stacking would hold the same GIL) nor once this map has started its workers.
+        """
+        if (
+            self._kind != "process"
+            or self._batch_size
+            or self._ordered
+            or (remainder and not self._strict)
+            or self._job is not None
+            or "_busy_ns" in self.__dict__
+        ):
+            return False
+        self._fused = True
+        self._batch_size = batch_size
+        self._remainder = remainder
+        self._use_list = use_list
+        return True
+
+    @property
+    def _batch_who(self) -> str:
+        """The name batching errors carry: the BatchData's when batching for it."""
+        return "BatchData" if self._fused else self._who
 
     # -- lifecycle ---------------------------------------------------------------------------
     def reset_state(self) -> None:
@@ -181,6 +220,7 @@ class _ParallelMap(MapResume, MapSupervision, PoolOwner, ProxyDataFlow):
                 self._skip_errors,
                 self._timeout,
                 report_started=self._report_started,
+                use_list=self._use_list,
             )
 
     def _make_pool(self) -> ProcessPool | ThreadPool:
@@ -252,6 +292,13 @@ class _ParallelMap(MapResume, MapSupervision, PoolOwner, ProxyDataFlow):
             return None
 
     def __iter__(self) -> Iterator:
+        if self._fused and not self.__dict__.pop("_df_fused_pass", False):
+            raise DataFlowArgumentError(
+                f"{self._who}: this map batches in its workers for the BatchData on top of it "
+                "(reset through that BatchData), so it yields batches, not datapoints: iterate "
+                "the BatchData; to iterate the map on its own too, reset_state() it before "
+                "building the BatchData"
+            )
         pool = self._ensure_pool()
         self._deaths: list[str] = []  # this pass's worker deaths (the restart budget)
         try:
@@ -259,11 +306,15 @@ class _ParallelMap(MapResume, MapSupervision, PoolOwner, ProxyDataFlow):
                 yield from self._strict_pass(pool)
             else:
                 size = self._length()
+                if size is not None and self._fused:
+                    size //= self._batch_size  # the BatchData's length (no remainder)
                 resume = self.__dict__.pop("_df_start", None)
                 self._pass_yielded = 0
                 if resume is not None:
                     self._resume_stream(resume)
                     self._pass_yielded = int(resume.get("pass", {}).get("yielded", 0))
+                    if self._fused:  # saved as datapoints, as BatchData over the map counts
+                        self._pass_yielded //= self._batch_size
                 if size is not None:
                     size -= self._pass_yielded
                 yield from self._stream_pass(pool, size)
@@ -518,6 +569,19 @@ class _ParallelMap(MapResume, MapSupervision, PoolOwner, ProxyDataFlow):
                 if self._finished(w, idxs):
                     out.append(batch)
                     groups.append(list(idxs))
+            elif tag == _R_UNSTACKED:
+                _, batch_id, idxs, dps = result
+                if batch_id is not None:
+                    self._batch_tasks.pop(batch_id, None)
+                if not self._finished(w, idxs):
+                    continue
+                # The worker could not stack them: stacking here raises the BatchError.
+                batch = aggregate_batch(dps, self._use_list, self._batch_who)
+                if batch_id is None:
+                    out.append(batch)
+                    groups.append(list(idxs))
+                else:
+                    self._results[batch_id] = (len(idxs), batch)
             elif tag == _R_DROPPED:
                 if self._finished(w, result[1]):
                     if self._strict:
@@ -647,7 +711,9 @@ class _ParallelMap(MapResume, MapSupervision, PoolOwner, ProxyDataFlow):
         end = len(rest) if self._remainder else len(rest) - len(rest) % bs
         for start in range(0, end, bs):
             self._left_next = start + bs
-            yield aggregate_batch(rest[start : start + bs], who=self._who)
+            if start + bs > end:
+                self._short = self.__dict__.get("_short", 0) + start + bs - end  # stats
+            yield aggregate_batch(rest[start : start + bs], self._use_list, self._batch_who)
         self._in_leftovers = False
 
     def _stream_pass(self, pool: Any, size: int | None) -> Iterator:

@@ -34,6 +34,8 @@ _R_SKIPPED = 5  # (tag, [idx...], [traceback...], accounted): on_error="skip" fa
 #                 when no other result of the message covers them (batching in the worker)
 _R_BUSY = 6  # (tag, ns): time spent on tasks since the last report (stats; one per message)
 _R_STARTED = 7  # (tag, idx): the worker begins map_func on datapoint idx (report_started only)
+_R_UNSTACKED = 8  # (tag, batch_id | None, [idx...], [dp...]): a batch that would not stack here;
+#                   the consumer stacks it again, so that its BatchError is raised there
 
 
 # A worker hands over the results of a task chunk early once they hold this many bytes of arrays:
@@ -64,9 +66,11 @@ class _MapJob(Job):
         skip_errors: bool = False,
         timeout: float | None = None,
         report_started: bool = False,
+        use_list: bool = False,
     ) -> None:
         self.map_func = map_func  # the function, or its pickle
         self.batch_size = batch_size
+        self.use_list = use_list  # batches: every component a list (BatchData's use_list)
         self.who = who
         self.skip_errors = skip_errors
         self.timeout = timeout  # seconds per datapoint (worker processes only)
@@ -92,6 +96,16 @@ class _MapJob(Job):
         waiting = io.consumer_waiting
         bs = self.batch_size
         who = self.who
+        use_list = self.use_list
+
+        def stacked(dps: list[Any]) -> Any:
+            # A batch that does not stack (shapes, types) goes back as it is: the consumer
+            # stacks it again and raises the BatchError where BatchData would.
+            try:
+                return aggregate_batch(dps, use_list, who)
+            except Exception:
+                return _UNSTACKED
+
         part_idx: list[int] = []
         part: list[Any] = []
         clock = time.perf_counter_ns
@@ -161,8 +175,20 @@ class _MapJob(Job):
                     part_idx.append(idx)
                     part.append(out)
                     if len(part) == bs:
-                        put((_R_BATCH, part_idx, aggregate_batch(part, who=who)))
+                        batch = stacked(part)
+                        if batch is _UNSTACKED:
+                            put((_R_UNSTACKED, None, part_idx, part))
+                        else:
+                            put((_R_BATCH, part_idx, batch))
                         part_idx, part = [], []
+                        if waiting() or _array_bytes(batch) >= _HANDOVER_BYTES:
+                            # The consumer starves, or the batch is large (see _HANDOVER_BYTES):
+                            # hand it over now rather than with the rest of the task.
+                            if dropped:
+                                put((_R_DROPPED, dropped))
+                                dropped = []
+                            fails = _report(put, fails, True)
+                            flush()
                 if dropped:
                     put((_R_DROPPED, dropped))
                 _report(put, fails, True)
@@ -190,7 +216,11 @@ class _MapJob(Job):
                 elif any(out is None for out in outs):
                     put((_R_ORDERED, batch_id, idxs, None))
                 else:
-                    put((_R_ORDERED, batch_id, idxs, aggregate_batch(outs, who=who)))
+                    batch = stacked(outs)
+                    if batch is _UNSTACKED:
+                        put((_R_UNSTACKED, batch_id, idxs, outs))
+                    else:
+                        put((_R_ORDERED, batch_id, idxs, batch))
                 flush()
             elif tag == _T_FLUSH:
                 put((_R_LEFTOVER, part_idx, part))
@@ -199,6 +229,7 @@ class _MapJob(Job):
 
 
 _FAILED: Any = object()  # what a guarded map function returns for a datapoint that raised
+_UNSTACKED: Any = object()  # a batch whose datapoints did not stack
 
 #: The signal that ends a worker process whose map_func ran past its timeout.
 TIMEOUT_SIGNAL = signal.SIGALRM

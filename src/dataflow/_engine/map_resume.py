@@ -32,6 +32,7 @@ class MapResume:
     _strict: bool
     _ordered: bool
     _batch_size: int
+    _fused: bool
     _it: Any
     _it_yielded: int
     _reads: int
@@ -175,14 +176,19 @@ class MapResume:
         if not self._strict:
             state["over"] = self._stream_over
             if self._df_in_pass():
-                state["pass"] = {"yielded": self._pass_yielded - self._left_to_yield()}
+                yielded = self._pass_yielded - self._left_to_yield()
+                if self._fused:  # in datapoints, as BatchData over an unbatched map counts
+                    yielded *= self._batch_size
+                state["pass"] = {"yielded": yielded}
         return state
 
     def _df_load(self, state: dict) -> None:
         self._df_start = state
 
     def _mode(self) -> list:
-        return [self._strict, self._ordered, self._batch_size]
+        # Batching for the BatchData on top is the map's business: the state is the same as
+        # the unbatched map's under that BatchData, and either resumes the other.
+        return [self._strict, self._ordered, 0 if self._fused else self._batch_size]
 
     def _df_check(self, node: dict) -> str | None:
         saved = (node.get("state") or {}).get("mode")

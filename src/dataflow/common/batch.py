@@ -47,6 +47,20 @@ class BatchData(ProxyDataFlow):
     End of pass: with ``remainder=False`` the last ``len(ds) % batch_size`` datapoints of the pass
     are dropped; every pass starts a fresh batch. The batch list is built anew for each batch, so
     consumers may keep batches.
+
+    Directly on a :class:`~dataflow.MultiProcessMapData` with unordered output (its default),
+    the batches are stacked in the map's worker processes, as
+    :class:`~dataflow.MultiProcessMapAndBatchData` does, which spares the consumer the stacking
+    and one hand-over per datapoint. The result is one that batching the map's output here
+    could give: a batch holds datapoints in the order some worker finished them; with
+    ``strict=True`` each pass is the same multiset, batched; errors are the same ones (a batch
+    that does not stack raises BatchError here). With ``strict=False`` this happens only without
+    ``remainder``, and the ``len(ds) % batch_size`` datapoints at the end of a pass are not
+    dropped but start the next one (a non-strict map's stream goes on across passes). The map
+    then keeps ``2 * num_proc * batch_size`` datapoints in flight if its ``buffer_size`` is
+    smaller (a worker needs a full batch's worth to hand one over), and yields batches: iterate
+    the BatchData, not the map (an error says so). Resume states are the same either way. An
+    ordered map, a thread map, or a map reset on its own before this BatchData is batched here.
     """
 
     def __init__(
@@ -78,12 +92,25 @@ class BatchData(ProxyDataFlow):
                     n,
                 )
 
+    def reset_state(self) -> None:
+        # Hand the batching to a parallel map directly below, where it can batch in its workers
+        # with the same result (the map decides: _ParallelMap._take_batching).
+        take = getattr(self.ds, "_take_batching", None) if type(self) is BatchData else None
+        self._fused = bool(
+            take is not None and take(self.batch_size, self.remainder, self.use_list)
+        )
+        super().reset_state()
+
     def __len__(self) -> int:
         n = len(self.ds)
         batches, rest = divmod(n, self.batch_size)
         return batches + (1 if rest and self.remainder else 0)
 
     def __iter__(self) -> Iterator:
+        if self.__dict__.get("_fused"):
+            self.ds._df_fused_pass = True  # the map's pass is for this BatchData: batches
+            yield from self.ds
+            return
         size = self.batch_size
         use_list = self.use_list
         who = type(self).__name__
