@@ -108,7 +108,9 @@ class BatchData(ProxyDataFlow):
 
     def __iter__(self) -> Iterator:
         if self.__dict__.get("_fused"):
-            self.ds.__dict__["_df_fused_pass"] = True  # the map's pass is for this BatchData: batches
+            self.ds.__dict__["_df_fused_pass"] = (
+                True  # the map's pass is for this BatchData: batches
+            )
             yield from self.ds
             return
         size = self.batch_size
