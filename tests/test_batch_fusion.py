@@ -218,3 +218,87 @@ def test_a_killed_worker_is_replaced_and_the_pass_stays_exactly_once(method):
                 os.kill(m.worker_pids()[0], signal.SIGKILL)
         assert m._restarts == 1
     assert seen == Counter(range(2000))
+
+
+# -- the workers' incremental stacking gives aggregate_batch's result, errors included ----------
+
+BIG = (32, 32, 3)  # above the size from which arrays are stacked as they come
+
+
+def _same(a, b):
+    assert type(a) is type(b)
+    if isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            _same(x, y)
+    elif isinstance(a, dict):
+        assert list(a) == list(b)
+        for k in a:
+            _same(a[k], b[k])
+    else:
+        assert a == b
+
+
+def _stack_both(dps, size=None, use_list=False):
+    from dataflow._batching import Stacker, aggregate_batch
+
+    st = Stacker(len(dps) if size is None else size, use_list)
+    for dp in dps:
+        st.add(dp)
+    _same(st.datapoints(), [list(dp) if isinstance(dp, tuple) else dp for dp in dps])
+    try:
+        want = aggregate_batch(dps, use_list)
+    except Exception as e:
+        with pytest.raises(type(e)) as info:
+            st.batch()
+        assert str(info.value) == str(e)
+        return None
+    got = st.batch()
+    _same(got, want)
+    return got
+
+
+def _img(i, dtype=np.uint8, shape=BIG):
+    return np.full(shape, i % 200, dtype)
+
+
+@pytest.mark.parametrize(
+    "dps",
+    [
+        [[_img(i), i, f"s{i}"] for i in range(8)],  # the fast path
+        [(_img(i), np.float32(i)) for i in range(8)],  # tuples
+        [[_img(i, np.float32 if i < 5 else np.float64), i] for i in range(8)],  # promotion
+        [[_img(i, shape=BIG if i != 6 else (31, 32, 3)), i] for i in range(8)],  # ragged
+        [[_img(i)] if i != 3 else [_img(i), 1] for i in range(8)],  # component count
+        [[_img(i), i] if i != 4 else {"a": 1} for i in range(8)],  # structure
+        [[_img(i), i if i != 5 else "x"] for i in range(8)],  # numbers and a string
+        [[_img(i) if i != 2 else _img(i).tolist(), i] for i in range(8)],  # a nested list
+        [{"img": _img(i), "y": i} for i in range(8)],  # dicts: the plain path
+        [[np.full(3, i), i] for i in range(8)],  # small arrays: the plain path
+        [[np.array([object()] * 2000, dtype=object), i] for i in range(8)],  # object arrays
+    ],
+)
+def test_incremental_stacking_equals_aggregate_batch(dps):
+    _stack_both(dps)
+
+
+def test_incremental_stacking_of_a_partial_batch_and_use_list():
+    dps = [[_img(i), i] for i in range(5)]
+    got = _stack_both(dps, size=8)
+    assert got[0].shape == (5, *BIG)
+    got = _stack_both(dps, use_list=True)
+    assert isinstance(got[0], list) and len(got[0]) == 5
+
+
+def test_large_arrays_are_copied_into_their_rows_as_they_come():
+    from dataflow._batching import Stacker
+
+    st = Stacker(4)
+    for i in range(4):
+        st.add([_img(i), i])
+        assert st._dps is None  # no datapoint kept: its array is in the batch already
+    batch = st.batch()
+    assert batch[0].base is None and batch[0].shape == (4, *BIG)
+    assert batch[1].tolist() == [0, 1, 2, 3]

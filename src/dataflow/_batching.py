@@ -32,7 +32,7 @@ import numpy as np
 
 from .errors import BatchError, DatapointError
 
-__all__ = ["aggregate_batch", "stack_component"]
+__all__ = ["aggregate_batch", "stack_component", "Stacker"]
 
 # Types whose batch becomes a numeric array. ``np.bool_`` is not a ``np.number``.
 _NUMBER_TYPES = (bool, int, float, complex, np.number, np.bool_)
@@ -202,3 +202,100 @@ def _short_repr(value: Any, limit: int = 80) -> str:
     """``repr(value)`` cut to ``limit`` characters, for error messages (also dataflow.common's)."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class Stacker:
+    """Build one batch a datapoint at a time, as ``aggregate_batch`` would build it at the end.
+
+    For the workers that batch (dataflow._engine.map_job): a large array component is copied into
+    its row of the batch as each datapoint arrives, so the mapped datapoint can be freed at once
+    and a worker holds one batch's worth of memory, not the datapoints and then the batch. Only
+    list/tuple datapoints whose array components keep the first datapoint's shape and dtype take
+    this path; anything else (a dict, another shape or dtype, another component count) turns the
+    rows back into datapoints (views of the rows: equal values, shapes and dtypes) and the batch
+    is made by ``aggregate_batch`` at the end, so the result and its errors are always the ones
+    ``aggregate_batch`` gives for the same datapoints.
+    """
+
+    __slots__ = ("size", "use_list", "who", "_bufs", "_cols", "_n", "_dps")
+
+    def __init__(self, size: int, use_list: bool = False, who: str = "BatchData") -> None:
+        self.size = size
+        self.use_list = use_list
+        self.who = who
+        self._bufs: list[Any] = []  # per component: a preallocated (size, *shape) array or None
+        self._cols: list[list[Any]] = []  # per component not preallocated: its values
+        self._n = 0
+        self._dps: list[Any] | None = None  # the plain path: the datapoints themselves
+
+    def __len__(self) -> int:
+        return self._n
+
+    def add(self, dp: Any) -> None:
+        if self._dps is not None:
+            self._dps.append(dp)
+        elif self._n == 0:
+            self._start(dp)
+        elif not self._fits(dp):
+            self._dps = self.datapoints()
+            self._dps.append(dp)
+        else:
+            n = self._n
+            for k, (buf, value) in enumerate(zip(self._bufs, dp)):
+                if buf is None:
+                    self._cols[k].append(value)
+                else:
+                    buf[n] = value
+        self._n += 1
+
+    def _start(self, dp: Any) -> None:
+        if self.use_list or type(dp) not in (list, tuple) or not dp:
+            self._dps = [dp]
+            return
+        bufs: list[Any] = []
+        for value in dp:
+            if (
+                type(value) is np.ndarray
+                and not value.dtype.hasobject
+                and value.size >= _STACK_MIN_SIZE
+            ):
+                buf = np.empty((self.size, *value.shape), value.dtype)
+                buf[0] = value
+                bufs.append(buf)
+            else:
+                bufs.append(None)
+        if all(buf is None for buf in bufs):
+            self._dps = [dp]  # nothing large to stack early
+            return
+        self._bufs = bufs
+        self._cols = [[value] if buf is None else [] for buf, value in zip(bufs, dp)]
+
+    def _fits(self, dp: Any) -> bool:
+        if type(dp) not in (list, tuple) or len(dp) != len(self._bufs):
+            return False
+        for buf, value in zip(self._bufs, dp):
+            if buf is not None and (
+                type(value) is not np.ndarray
+                or value.shape != buf.shape[1:]
+                or value.dtype != buf.dtype
+            ):
+                return False
+        return True
+
+    def datapoints(self) -> list[Any]:
+        """The datapoints added so far (rows of the preallocated arrays as views)."""
+        if self._dps is not None:
+            return list(self._dps)
+        return [
+            [self._cols[k][i] if buf is None else buf[i] for k, buf in enumerate(self._bufs)]
+            for i in range(self._n)
+        ]
+
+    def batch(self) -> Any:
+        """The batch of what was added (``aggregate_batch``'s result; its errors too)."""
+        if self._dps is not None or self._n < self.size:
+            return aggregate_batch(self.datapoints(), self.use_list, self.who)
+        return [
+            stack_component(self._cols[k], k, self.who) if buf is None else buf
+            for k, buf in enumerate(self._bufs)
+        ]

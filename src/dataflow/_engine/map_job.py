@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .._batching import aggregate_batch
+from .._batching import Stacker, aggregate_batch
 from .job import Job
 
 # Tasks, consumer -> worker
@@ -107,7 +107,8 @@ class _MapJob(Job):
                 return _UNSTACKED
 
         part_idx: list[int] = []
-        part: list[Any] = []
+        # The partial batch: large arrays go into their rows as each datapoint is mapped.
+        part = Stacker(bs, use_list, who) if bs else None
         clock = time.perf_counter_ns
         began = [0]  # when the task being worked on arrived (or the last message went out)
 
@@ -173,14 +174,24 @@ class _MapJob(Job):
                         dropped.append(idx)
                         continue
                     part_idx.append(idx)
-                    part.append(out)
-                    if len(part) == bs:
-                        batch = stacked(part)
-                        if batch is _UNSTACKED:
-                            put((_R_UNSTACKED, None, part_idx, part))
+                    part.add(out)  # type: ignore[union-attr]
+                    if len(part) == bs:  # type: ignore[arg-type]
+                        try:
+                            batch = part.batch()  # type: ignore[union-attr]
+                        except Exception:
+                            # It does not stack (shapes, types): the consumer stacks it again
+                            # and raises the BatchError where BatchData would.
+                            batch = _UNSTACKED
+                            rows = part.datapoints()  # type: ignore[union-attr]
+                            put((_R_UNSTACKED, None, part_idx, rows))
                         else:
+                            # The time spent on it travels with it (it may leave in a message
+                            # that put() sends by itself, before this task's flush).
+                            now = clock()
+                            put((_R_BUSY, now - began[0]))
+                            began[0] = now
                             put((_R_BATCH, part_idx, batch))
-                        part_idx, part = [], []
+                        part_idx, part = [], Stacker(bs, use_list, who)
                         if waiting() or _array_bytes(batch) >= _HANDOVER_BYTES:
                             # The consumer starves, or the batch is large (see _HANDOVER_BYTES):
                             # hand it over now rather than with the rest of the task.
@@ -223,8 +234,8 @@ class _MapJob(Job):
                         put((_R_ORDERED, batch_id, idxs, batch))
                 flush()
             elif tag == _T_FLUSH:
-                put((_R_LEFTOVER, part_idx, part))
-                part_idx, part = [], []
+                put((_R_LEFTOVER, part_idx, part.datapoints() if part is not None else []))
+                part_idx, part = [], Stacker(bs, use_list, who) if bs else None
                 flush()
 
 
