@@ -302,3 +302,28 @@ def test_large_arrays_are_copied_into_their_rows_as_they_come():
     batch = st.batch()
     assert batch[0].base is None and batch[0].shape == (4, *BIG)
     assert batch[1].tolist() == [0, 1, 2, 3]
+
+
+def test_a_batch_array_is_reused_only_once_nothing_refers_to_it():
+    from dataflow._batching import Stacker
+
+    def one_batch():
+        st = Stacker(2)
+        st.add([_img(1)])
+        st.add([_img(2)])
+        return st.batch()[0]
+
+    first = one_batch()
+    second = one_batch()
+    assert first is not second  # the first is still held here
+    row = second[1]  # a view keeps its base alive
+    addr = second.__array_interface__["data"][0]
+    del second
+    third = one_batch()
+    third_addr = third.__array_interface__["data"][0]
+    assert third_addr != addr
+    assert np.array_equal(row, _img(2))  # untouched by the new batch
+    del row, third
+    fourth = one_batch()  # both are free now: one of them is filled again
+    assert fourth.__array_interface__["data"][0] in {addr, third_addr}
+    assert np.array_equal(first[0], _img(1)) and np.array_equal(fourth[1], _img(2))

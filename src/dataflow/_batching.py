@@ -25,6 +25,7 @@ parsed silently.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Hashable, Sequence
 from typing import Any
 
@@ -204,6 +205,38 @@ def _short_repr(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+# Batch arrays a Stacker made in this process, reused once nothing else refers to them (a worker
+# process's batch is copied into its ring and dropped, so the next batch fills the same memory
+# instead of a fresh block: one batch's worth of heap per worker, not one per batch in flight).
+# A batch still held anywhere (a thread pool's consumer, a view of a row, a message not yet
+# written) keeps its references and is never reused.
+_SPARE_ARRAYS: list[np.ndarray] = []
+_MAX_SPARES = 4
+_FREE_REFS: int | None = None  # what _refs_at counts for an array only the list holds
+
+
+def _refs_at(arrays: list[np.ndarray], i: int) -> int:
+    return sys.getrefcount(arrays[i])
+
+
+def _batch_array(shape: tuple, dtype: Any) -> np.ndarray:
+    global _FREE_REFS
+    if _FREE_REFS is None:  # measured, not assumed: the count differs between interpreters
+        _FREE_REFS = _refs_at([np.empty(0)], 0)
+    spares = _SPARE_ARRAYS
+    for i in range(len(spares)):
+        arr = spares[i]
+        if arr.shape == shape and arr.dtype == dtype:
+            del arr
+            if _refs_at(spares, i) <= _FREE_REFS:
+                return spares[i]
+    arr = np.empty(shape, dtype)
+    spares.append(arr)
+    if len(spares) > _MAX_SPARES:
+        del spares[0]
+    return arr
+
+
 class Stacker:
     """Build one batch a datapoint at a time, as ``aggregate_batch`` would build it at the end.
 
@@ -259,7 +292,7 @@ class Stacker:
                 and not value.dtype.hasobject
                 and value.size >= _STACK_MIN_SIZE
             ):
-                buf = np.empty((self.size, *value.shape), value.dtype)
+                buf = _batch_array((self.size, *value.shape), value.dtype)
                 buf[0] = value
                 bufs.append(buf)
             else:
