@@ -200,6 +200,7 @@ class _MapJob(Job):
                                 dropped = []
                             fails = _report(put, fails, True)
                             flush()
+                        batch = None  # written (or queued): its array may be reused (Stacker)
                 if dropped:
                     put((_R_DROPPED, dropped))
                 _report(put, fails, True)
