@@ -108,9 +108,8 @@ class BatchData(ProxyDataFlow):
 
     def __iter__(self) -> Iterator:
         if self.__dict__.get("_fused"):
-            self.ds.__dict__["_df_fused_pass"] = (
-                True  # the map's pass is for this BatchData: batches
-            )
+            # The map's pass is for this BatchData: it yields batches.
+            self.ds.__dict__["_df_fused_pass"] = True
             yield from self.ds
             return
         size = self.batch_size
